@@ -1,0 +1,75 @@
+//! The filter-chain hook: every frame entering a node (ingress) and every
+//! frame leaving a port (egress) can be shown to a chain of filters that
+//! pass, drop or rewrite it. The WASM host (`etherws-filter`) implements
+//! [`FilterChain`]; the node only knows this trait.
+
+use crate::frame::Frame;
+use crate::switch::PortId;
+
+/// Which way a frame is crossing the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Direction {
+    /// Entering the node from a port, before switching.
+    Ingress,
+    /// Leaving the node through a port, after switching.
+    Egress,
+}
+
+/// What kind of port a frame came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortKind {
+    /// A local TAP device.
+    Tap,
+    /// A transport link to another node.
+    Link,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::Link => "link",
+        }
+    }
+}
+
+/// What a filter is told about the frame besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterContext {
+    pub direction: Direction,
+    pub port: PortId,
+    pub port_kind: PortKind,
+}
+
+/// A filter's decision. A rewrite is expressed by changing the frame in
+/// place and returning `Pass`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+/// A chain of filters applied to frames. Implementations must be cheap when
+/// empty and must never panic on any input: a faulting filter is the
+/// implementation's business (its fault policy), not the node's.
+pub trait FilterChain: Send + Sync {
+    /// True when the chain has nothing to do; lets the hot path skip it.
+    fn is_empty(&self) -> bool;
+    fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict;
+}
+
+/// The empty chain: passes everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFilter;
+
+impl FilterChain for NoFilter {
+    fn is_empty(&self) -> bool {
+        true
+    }
+    fn filter(&self, _: &FilterContext, _: &mut Frame) -> Verdict {
+        Verdict::Pass
+    }
+}

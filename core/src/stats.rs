@@ -1,0 +1,235 @@
+//! Per-port counters: frames and bytes in and out, drops by reason.
+//! Plain atomics, updated on the hot path with relaxed ordering.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::filter::PortKind;
+use crate::switch::PortId;
+
+/// Why a node dropped a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Shorter than an Ethernet header (14 bytes, more with VLAN tags).
+    Runt,
+    /// Longer than the node's maximum frame (MTU + header + two VLAN tags).
+    Oversize,
+    /// A transport message that is not a frame (e.g. WebSocket text).
+    NotAFrame,
+    /// The output port's queue was full (slow peer): dropped like a switch
+    /// under congestion, so one slow port never stalls the others.
+    QueueFull,
+    /// An ingress filter dropped it.
+    IngressFilter,
+    /// An egress filter dropped it.
+    EgressFilter,
+    /// The ingress port does not carry the frame's VLAN.
+    VlanNotAllowed,
+    /// The output device refused the frame (e.g. TAP down).
+    WriteFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Runt,
+        DropReason::Oversize,
+        DropReason::NotAFrame,
+        DropReason::QueueFull,
+        DropReason::IngressFilter,
+        DropReason::EgressFilter,
+        DropReason::VlanNotAllowed,
+        DropReason::WriteFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::Oversize => "oversize",
+            DropReason::NotAFrame => "not_a_frame",
+            DropReason::QueueFull => "queue_full",
+            DropReason::IngressFilter => "ingress_filter",
+            DropReason::EgressFilter => "egress_filter",
+            DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::WriteFailed => "write_failed",
+        }
+    }
+
+    fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Live counters of one port.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    rx_frames: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_frames: AtomicU64,
+    tx_bytes: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+    log_limit: LogLimiter,
+}
+
+impl PortCounters {
+    pub fn rx(&self, bytes: usize) {
+        self.rx_frames.fetch_add(1, Relaxed);
+        self.rx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn tx(&self, bytes: usize) {
+        self.tx_frames.fetch_add(1, Relaxed);
+        self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].load(Relaxed)
+    }
+
+    /// Rate limiter for this port's drop log lines.
+    pub fn log_limiter(&self) -> &LogLimiter {
+        &self.log_limit
+    }
+
+    pub fn snapshot(&self) -> Counts {
+        Counts {
+            rx_frames: self.rx_frames.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_frames: self.tx_frames.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            drops: DropReason::ALL.map(|r| (r, self.drops(r))),
+        }
+    }
+}
+
+/// A copy of a port's counters at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub drops: [(DropReason, u64); DropReason::ALL.len()],
+}
+
+impl Counts {
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rx_frames={} rx_bytes={} tx_frames={} tx_bytes={}",
+            self.rx_frames, self.rx_bytes, self.tx_frames, self.tx_bytes
+        )?;
+        for (r, n) in self.drops {
+            if n > 0 {
+                write!(f, " drop_{}={}", r, n)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A port's identity and counters, as reported by [`crate::Node::ports`].
+#[derive(Clone, Debug)]
+pub struct PortStats {
+    pub id: PortId,
+    pub kind: PortKind,
+    pub name: String,
+    pub counts: Counts,
+}
+
+impl fmt::Display for PortStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "port {} {} {}: {}",
+            self.id,
+            self.kind.as_str(),
+            self.name,
+            self.counts
+        )
+    }
+}
+
+/// Lets at most one log line through per interval and counts the rest, so
+/// a peer spraying bad input cannot flood the log.
+#[derive(Debug)]
+pub struct LogLimiter {
+    state: Mutex<(Option<Instant>, u64)>,
+    interval: Duration,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter {
+            state: Mutex::new((None, 0)),
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl LogLimiter {
+    /// Returns `Some(suppressed)` if a line may be logged now (with the
+    /// number of lines suppressed since the last one), `None` otherwise.
+    pub fn check(&self, now: Instant) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match s.0 {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                s.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = s.1;
+                *s = (Some(now), 0);
+                Some(suppressed)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_lets_one_line_per_interval() {
+        let l = LogLimiter::default();
+        let t = Instant::now();
+        assert_eq!(l.check(t), Some(0));
+        assert_eq!(l.check(t), None);
+        assert_eq!(l.check(t + Duration::from_millis(500)), None);
+        assert_eq!(l.check(t + Duration::from_secs(2)), Some(2));
+    }
+
+    #[test]
+    fn counts_display_shows_nonzero_drops() {
+        let c = PortCounters::default();
+        c.rx(100);
+        c.count_drop(DropReason::Runt);
+        let s = c.snapshot().to_string();
+        assert_eq!(
+            s,
+            "rx_frames=1 rx_bytes=100 tx_frames=0 tx_bytes=0 drop_runt=1"
+        );
+    }
+}

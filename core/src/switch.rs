@@ -1,0 +1,566 @@
+//! Sans-IO learning switch.
+//!
+//! No sockets, no clock, no tasks: the caller hands in `now`, the ingress
+//! port and the frame, and gets back where the frame goes. That keeps every
+//! switching rule testable without I/O, in the style of quinn-proto and
+//! boringtun's `noise`. Deciding borrows the switch and allocates nothing;
+//! learning a MAC the first time inserts into the FDB (amortised, bounded by
+//! the number of stations on the segment).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::wire::{EthernetFrame, MacAddr};
+
+/// Identifies a port of one switch. Ids are never reused within a switch's
+/// life, so a log line or counter naming a port stays unambiguous.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u32);
+
+impl fmt::Display for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Default FDB ageing time, as in 802.1D.
+pub const DEFAULT_AGEING: Duration = Duration::from_secs(300);
+
+/// How the switch forwards.
+#[derive(Clone, Debug)]
+pub struct SwitchConfig {
+    /// How long a learned (VLAN, MAC) stays without being seen again.
+    pub ageing: Duration,
+    /// Hub mode: no learning, every frame floods.
+    pub hub: bool,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            ageing: DEFAULT_AGEING,
+            hub: false,
+        }
+    }
+}
+
+/// Which VLANs a port carries. Ports are trunks (all VLANs, tagged or not)
+/// unless restricted.
+#[derive(Clone, Debug, Default)]
+pub enum VlanSet {
+    #[default]
+    All,
+    /// Only these VLAN ids (0 = untagged).
+    Only(Box<[u64; 64]>),
+}
+
+impl VlanSet {
+    pub fn only(ids: impl IntoIterator<Item = u16>) -> Self {
+        let mut bits = Box::new([0u64; 64]);
+        for id in ids {
+            let id = (id & 0x0fff) as usize;
+            bits[id / 64] |= 1 << (id % 64);
+        }
+        VlanSet::Only(bits)
+    }
+
+    pub fn contains(&self, vid: u16) -> bool {
+        match self {
+            VlanSet::All => true,
+            VlanSet::Only(bits) => {
+                let id = (vid & 0x0fff) as usize;
+                bits[id / 64] & (1 << (id % 64)) != 0
+            }
+        }
+    }
+}
+
+/// Per-port switching configuration.
+#[derive(Clone, Debug, Default)]
+pub struct PortConfig {
+    pub vlans: VlanSet,
+}
+
+#[derive(Debug)]
+struct PortEntry {
+    id: PortId,
+    cfg: PortConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FdbKey {
+    vlan: u16,
+    mac: MacAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FdbEntry {
+    port: PortId,
+    seen: Instant,
+}
+
+/// One row of the forwarding table, for display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbRow {
+    pub vlan: u16,
+    pub mac: MacAddr,
+    pub port: PortId,
+    /// Time since the MAC was last seen.
+    pub age: Duration,
+}
+
+/// Why the switch does not forward a frame anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SwitchDrop {
+    /// The ingress port is not (or no longer) attached.
+    UnknownPort,
+    /// The ingress port does not carry the frame's VLAN.
+    VlanNotAllowed,
+    /// The destination was learned on the ingress port itself: the frame
+    /// stays on its own segment (never sent back out where it came from).
+    SameSegment,
+}
+
+/// What the switch learned while handling a frame (for logs and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    New {
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+    },
+    Moved {
+        vlan: u16,
+        mac: MacAddr,
+        from: PortId,
+        to: PortId,
+    },
+}
+
+/// Where a frame goes.
+#[derive(Debug)]
+pub enum Decision<'a> {
+    /// To exactly one known port.
+    Forward(PortId),
+    /// To every port yielded by the iterator (every other port carrying
+    /// the frame's VLAN).
+    Flood(Flood<'a>),
+    Drop(SwitchDrop),
+}
+
+/// The ports a flooded frame goes to. Borrowed from the switch: no allocation.
+#[derive(Debug, Clone)]
+pub struct Flood<'a> {
+    ports: std::slice::Iter<'a, PortEntry>,
+    ingress: PortId,
+    vlan: u16,
+}
+
+impl Iterator for Flood<'_> {
+    type Item = PortId;
+    fn next(&mut self) -> Option<PortId> {
+        for p in self.ports.by_ref() {
+            if p.id != self.ingress && p.cfg.vlans.contains(self.vlan) {
+                return Some(p.id);
+            }
+        }
+        None
+    }
+}
+
+/// The outcome of [`Switch::handle_frame`].
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub learned: Option<Learned>,
+    pub decision: Decision<'a>,
+}
+
+/// A learning Ethernet switch: FDB keyed by (VLAN, MAC), with ageing.
+#[derive(Debug)]
+pub struct Switch {
+    cfg: SwitchConfig,
+    ports: Vec<PortEntry>,
+    fdb: HashMap<FdbKey, FdbEntry>,
+    next_id: u32,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new(SwitchConfig::default())
+    }
+}
+
+impl Switch {
+    pub fn new(cfg: SwitchConfig) -> Self {
+        Switch {
+            cfg,
+            ports: Vec::new(),
+            fdb: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn config(&self) -> &SwitchConfig {
+        &self.cfg
+    }
+
+    pub fn add_port(&mut self, cfg: PortConfig) -> PortId {
+        let id = PortId(self.next_id);
+        self.next_id += 1;
+        self.ports.push(PortEntry { id, cfg });
+        id
+    }
+
+    /// Detaches a port and flushes every FDB entry that points at it.
+    /// Returns false if the port was not attached.
+    pub fn remove_port(&mut self, id: PortId) -> bool {
+        let before = self.ports.len();
+        self.ports.retain(|p| p.id != id);
+        self.fdb.retain(|_, e| e.port != id);
+        self.ports.len() != before
+    }
+
+    pub fn ports(&self) -> impl Iterator<Item = PortId> + '_ {
+        self.ports.iter().map(|p| p.id)
+    }
+
+    fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.iter().find(|p| p.id == id)
+    }
+
+    /// Decides where `frame`, received on `ingress` at time `now`, goes, and
+    /// learns its source address.
+    pub fn handle_frame<T: AsRef<[u8]>>(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &EthernetFrame<T>,
+    ) -> Outcome<'_> {
+        let vlan = frame.vlan_id();
+        let Some(port) = self.port(ingress) else {
+            return Outcome {
+                learned: None,
+                decision: Decision::Drop(SwitchDrop::UnknownPort),
+            };
+        };
+        if !port.cfg.vlans.contains(vlan) {
+            return Outcome {
+                learned: None,
+                decision: Decision::Drop(SwitchDrop::VlanNotAllowed),
+            };
+        }
+        if self.cfg.hub {
+            return Outcome {
+                learned: None,
+                decision: Decision::Flood(self.flood(ingress, vlan)),
+            };
+        }
+        let learned = self.learn(now, ingress, vlan, frame.src());
+        let dst = frame.dst();
+        let decision = match self.lookup(now, vlan, dst) {
+            Some(p) if p == ingress => Decision::Drop(SwitchDrop::SameSegment),
+            Some(p) => match self.port(p) {
+                Some(out) if out.cfg.vlans.contains(vlan) => Decision::Forward(p),
+                _ => Decision::Flood(self.flood(ingress, vlan)),
+            },
+            None => Decision::Flood(self.flood(ingress, vlan)),
+        };
+        Outcome { learned, decision }
+    }
+
+    fn flood(&self, ingress: PortId, vlan: u16) -> Flood<'_> {
+        Flood {
+            ports: self.ports.iter(),
+            ingress,
+            vlan,
+        }
+    }
+
+    fn learn(&mut self, now: Instant, port: PortId, vlan: u16, mac: MacAddr) -> Option<Learned> {
+        // Only unicast sources are stations; a group address as source is bogus.
+        if mac.is_multicast() || mac == MacAddr::default() {
+            return None;
+        }
+        let key = FdbKey { vlan, mac };
+        let ageing = self.cfg.ageing;
+        match self.fdb.get_mut(&key) {
+            Some(e) => {
+                let expired = now.saturating_duration_since(e.seen) > ageing;
+                let from = e.port;
+                e.seen = now;
+                e.port = port;
+                if from != port {
+                    Some(Learned::Moved {
+                        vlan,
+                        mac,
+                        from,
+                        to: port,
+                    })
+                } else if expired {
+                    Some(Learned::New { vlan, mac, port })
+                } else {
+                    None
+                }
+            }
+            None => {
+                self.fdb.insert(key, FdbEntry { port, seen: now });
+                Some(Learned::New { vlan, mac, port })
+            }
+        }
+    }
+
+    fn lookup(&self, now: Instant, vlan: u16, mac: MacAddr) -> Option<PortId> {
+        if mac.is_multicast() {
+            return None;
+        }
+        let e = self.fdb.get(&FdbKey { vlan, mac })?;
+        (now.saturating_duration_since(e.seen) <= self.cfg.ageing).then_some(e.port)
+    }
+
+    /// Removes entries not seen for longer than the ageing time. Returns how
+    /// many were removed. Call it periodically; lookups already ignore stale
+    /// entries, so this only bounds memory.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let ageing = self.cfg.ageing;
+        let before = self.fdb.len();
+        self.fdb
+            .retain(|_, e| now.saturating_duration_since(e.seen) <= ageing);
+        before - self.fdb.len()
+    }
+
+    /// The forwarding table, sorted by VLAN then MAC, with stale rows hidden.
+    pub fn fdb(&self, now: Instant) -> Vec<FdbRow> {
+        let mut rows: Vec<FdbRow> = self
+            .fdb
+            .iter()
+            .map(|(k, e)| FdbRow {
+                vlan: k.vlan,
+                mac: k.mac,
+                port: e.port,
+                age: now.saturating_duration_since(e.seen),
+            })
+            .filter(|r| r.age <= self.cfg.ageing)
+            .collect();
+        rows.sort_by_key(|r| (r.vlan, r.mac));
+        rows
+    }
+
+    pub fn fdb_len(&self) -> usize {
+        self.fdb.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+    const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+
+    fn frame(dst: MacAddr, src: MacAddr, vlan: Option<u16>) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&dst.0);
+        v.extend_from_slice(&src.0);
+        if let Some(id) = vlan {
+            v.extend_from_slice(&[0x81, 0x00]);
+            v.extend_from_slice(&id.to_be_bytes());
+        }
+        v.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 0]);
+        v
+    }
+
+    /// Runs one frame and collects where it goes.
+    fn send(
+        sw: &mut Switch,
+        now: Instant,
+        port: PortId,
+        dst: MacAddr,
+        src: MacAddr,
+        vlan: Option<u16>,
+    ) -> (Result<Vec<PortId>, SwitchDrop>, Option<Learned>) {
+        let bytes = frame(dst, src, vlan);
+        let f = EthernetFrame::new_checked(&bytes[..]).unwrap();
+        let out = sw.handle_frame(now, port, &f);
+        let d = match out.decision {
+            Decision::Forward(p) => Ok(vec![p]),
+            Decision::Flood(it) => Ok(it.collect()),
+            Decision::Drop(r) => Err(r),
+        };
+        (d, out.learned)
+    }
+
+    fn three() -> (Switch, [PortId; 3]) {
+        let mut sw = Switch::default();
+        let p = [
+            sw.add_port(PortConfig::default()),
+            sw.add_port(PortConfig::default()),
+            sw.add_port(PortConfig::default()),
+        ];
+        (sw, p)
+    }
+
+    #[test]
+    fn unknown_unicast_floods_then_learned_forwards() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        let (d, l) = send(&mut sw, t, p1, B, A, None);
+        assert_eq!(d, Ok(vec![p2, p3]));
+        assert_eq!(
+            l,
+            Some(Learned::New {
+                vlan: 0,
+                mac: A,
+                port: p1
+            })
+        );
+        // B answers: A is known, so it goes only to p1.
+        let (d, _) = send(&mut sw, t, p2, A, B, None);
+        assert_eq!(d, Ok(vec![p1]));
+        // And now B is known too.
+        let (d, l) = send(&mut sw, t, p1, B, A, None);
+        assert_eq!(d, Ok(vec![p2]));
+        assert_eq!(l, None, "a known MAC on the same port is not news");
+    }
+
+    #[test]
+    fn broadcast_and_multicast_flood_and_are_not_learned() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        let (d, _) = send(&mut sw, t, p2, MacAddr::BROADCAST, A, None);
+        assert_eq!(d, Ok(vec![p1, p3]));
+        let mcast: MacAddr = "01:00:5e:00:00:01".parse().unwrap();
+        let (d, _) = send(&mut sw, t, p3, mcast, B, None);
+        assert_eq!(d, Ok(vec![p1, p2]));
+        // A multicast *source* is never learned.
+        let (_, l) = send(&mut sw, t, p1, C, mcast, None);
+        assert_eq!(l, None);
+        assert_eq!(sw.fdb_len(), 2);
+    }
+
+    #[test]
+    fn no_hairpin() {
+        let (mut sw, [p1, _p2, _p3]) = three();
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p1, C, A, None);
+        let _ = send(&mut sw, t, p1, C, B, None);
+        // A and B both live behind p1: a frame between them stays there.
+        let (d, _) = send(&mut sw, t, p1, B, A, None);
+        assert_eq!(d, Err(SwitchDrop::SameSegment));
+        // Floods never include the ingress port.
+        let (d, _) = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        assert!(!d.unwrap().contains(&p1));
+    }
+
+    #[test]
+    fn vlan_isolation() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        // A learned on VLAN 10 behind p1.
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, Some(10));
+        // A frame to A on VLAN 20 must not use the VLAN 10 entry: it floods.
+        let (d, _) = send(&mut sw, t, p2, A, B, Some(20));
+        assert_eq!(d, Ok(vec![p1, p3]));
+        // On VLAN 10 it is forwarded.
+        let (d, _) = send(&mut sw, t, p2, A, B, Some(10));
+        assert_eq!(d, Ok(vec![p1]));
+        // A port restricted to VLAN 20 never sees VLAN 10 floods and cannot
+        // inject VLAN 10 frames.
+        let p4 = sw.add_port(PortConfig {
+            vlans: VlanSet::only([20]),
+        });
+        let (d, _) = send(&mut sw, t, p1, MacAddr::BROADCAST, A, Some(10));
+        assert!(!d.unwrap().contains(&p4));
+        let (d, _) = send(&mut sw, t, p1, MacAddr::BROADCAST, A, Some(20));
+        assert!(d.unwrap().contains(&p4));
+        let (d, _) = send(&mut sw, t, p4, MacAddr::BROADCAST, C, Some(10));
+        assert_eq!(d, Err(SwitchDrop::VlanNotAllowed));
+    }
+
+    #[test]
+    fn ageing_with_injected_clock() {
+        let mut sw = Switch::new(SwitchConfig {
+            ageing: Duration::from_secs(30),
+            hub: false,
+        });
+        let p1 = sw.add_port(PortConfig::default());
+        let p2 = sw.add_port(PortConfig::default());
+        let t0 = Instant::now();
+        let _ = send(&mut sw, t0, p1, MacAddr::BROADCAST, A, None);
+        let (d, _) = send(&mut sw, t0 + Duration::from_secs(29), p2, A, B, None);
+        assert_eq!(d, Ok(vec![p1]));
+        // B refreshed at t0+29; A last seen at t0. At t0+31 A is stale.
+        let t1 = t0 + Duration::from_secs(31);
+        let (d, _) = send(&mut sw, t1, p2, A, B, None);
+        assert_eq!(d, Ok(vec![p1]), "stale entry: flooded (only p1 is left)");
+        assert_eq!(sw.fdb(t1).len(), 1, "only B is live");
+        assert_eq!(sw.expire(t1), 1);
+        assert_eq!(sw.fdb_len(), 1);
+        // Seen again after expiry: learned anew.
+        let (_, l) = send(&mut sw, t1, p1, B, A, None);
+        assert_eq!(
+            l,
+            Some(Learned::New {
+                vlan: 0,
+                mac: A,
+                port: p1
+            })
+        );
+    }
+
+    #[test]
+    fn mac_move_is_relearned() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        let (_, l) = send(&mut sw, t, p3, MacAddr::BROADCAST, A, None);
+        assert_eq!(
+            l,
+            Some(Learned::Moved {
+                vlan: 0,
+                mac: A,
+                from: p1,
+                to: p3
+            })
+        );
+        let (d, _) = send(&mut sw, t, p2, A, B, None);
+        assert_eq!(d, Ok(vec![p3]));
+    }
+
+    #[test]
+    fn port_removal_flushes_its_entries() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        let _ = send(&mut sw, t, p2, MacAddr::BROADCAST, B, None);
+        assert!(sw.remove_port(p1));
+        assert!(!sw.remove_port(p1));
+        assert_eq!(sw.fdb(t).iter().map(|r| r.mac).collect::<Vec<_>>(), vec![B]);
+        let (d, _) = send(&mut sw, t, p3, A, C, None);
+        assert_eq!(d, Ok(vec![p2]), "A unknown again: flooded to the rest");
+        let (d, _) = send(&mut sw, t, p1, B, A, None);
+        assert_eq!(d, Err(SwitchDrop::UnknownPort));
+        // Ids are not reused.
+        let p4 = sw.add_port(PortConfig::default());
+        assert!(p4 > p3);
+    }
+
+    #[test]
+    fn hub_mode_floods_everything() {
+        let mut sw = Switch::new(SwitchConfig {
+            hub: true,
+            ..SwitchConfig::default()
+        });
+        let p1 = sw.add_port(PortConfig::default());
+        let p2 = sw.add_port(PortConfig::default());
+        let p3 = sw.add_port(PortConfig::default());
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p2, A, B, None);
+        let (d, l) = send(&mut sw, t, p1, B, A, None);
+        assert_eq!(d, Ok(vec![p2, p3]));
+        assert_eq!(l, None);
+        assert_eq!(sw.fdb_len(), 0);
+    }
+}

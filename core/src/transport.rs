@@ -1,0 +1,188 @@
+//! The transport plugin contract: a transport turns a URL into [`Link`]s,
+//! by dialing (`connect`) or by accepting (`listen`). The [`Registry`] maps
+//! URL schemes to transports; programs register the ones they want.
+//!
+//! Everything here speaks `futures` traits only, so a transport may use any
+//! runtime internally. See `spec/transport.md`.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{Sink, Stream};
+use url::Url;
+
+use crate::frame::Frame;
+
+/// An error on an established link.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer sent something that is not a frame (e.g. a WebSocket text
+    /// message). Not fatal: the node counts it, drops it and keeps reading.
+    #[error("not a frame: {0}")]
+    NotAFrame(&'static str),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the transport's protocol; the link is unusable.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("link closed")]
+    Closed,
+}
+
+impl LinkError {
+    /// Whether the link is finished after this error.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, LinkError::NotAFrame(_))
+    }
+}
+
+/// An error setting up a link or listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    #[error("no transport registered for scheme {0:?}")]
+    UnknownScheme(String),
+    #[error("bad URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The peer was reached but refused the link (HTTP status, auth...).
+    #[error("rejected by peer: {0}")]
+    Rejected(String),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+/// Who is at the other end of a link.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The transport's scheme (`ws`, `wss`, ...).
+    pub scheme: &'static str,
+    /// The remote address or a description of the peer.
+    pub remote: String,
+}
+
+impl fmt::Display for PeerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.remote)
+    }
+}
+
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<Frame, LinkError>> + Send>>;
+pub type FrameSink = Pin<Box<dyn Sink<Frame, Error = LinkError> + Send>>;
+
+/// An established bidirectional frame link.
+///
+/// `rx` yields each received frame (one transport message = one frame);
+/// it ends when the peer closes. Non-fatal errors ([`LinkError::is_fatal`]
+/// is false) may be interleaved. `tx` accepts frames; the node feeds every
+/// ready frame and flushes once, so a transport should buffer in
+/// `start_send` and write in `poll_flush`.
+pub struct Link {
+    pub rx: FrameStream,
+    pub tx: FrameSink,
+    pub peer: PeerInfo,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link").field("peer", &self.peer).finish()
+    }
+}
+
+/// A link whose setup (e.g. a handshake) is still running. Listeners hand
+/// these out so one slow peer never holds up `accept`.
+pub type PendingLink = BoxFuture<'static, Result<Link, TransportError>>;
+
+/// Accepts incoming links.
+pub trait Listener: Send {
+    /// Waits for the next incoming connection. An `Err` concerns that one
+    /// connection attempt (the listener stays usable) unless the listener
+    /// itself failed, which `accept` reports by returning errors repeatedly.
+    fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>>;
+    /// The address actually bound (useful with port 0).
+    fn local_addr(&self) -> String;
+}
+
+/// A transport plugin.
+pub trait Transport: Send + Sync {
+    /// URL schemes this transport serves, e.g. `["ws"]`.
+    fn schemes(&self) -> &[&'static str];
+    /// Dials `url` and returns the link once it is established.
+    fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>>;
+    /// Binds to `url` and returns a listener.
+    fn listen(&self, url: &Url) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>>;
+}
+
+/// Maps URL schemes to transports. Built explicitly:
+/// `Registry::new().with(Ws::new(..))`.
+#[derive(Clone, Default)]
+pub struct Registry {
+    transports: Vec<Arc<dyn Transport>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a transport. A later registration of the same scheme wins, so a
+    /// program can override a built-in.
+    pub fn with(mut self, t: impl Transport + 'static) -> Self {
+        self.transports.insert(0, Arc::new(t));
+        self
+    }
+
+    pub fn get(&self, scheme: &str) -> Option<&Arc<dyn Transport>> {
+        self.transports
+            .iter()
+            .find(|t| t.schemes().contains(&scheme))
+    }
+
+    pub fn schemes(&self) -> Vec<&'static str> {
+        self.transports
+            .iter()
+            .flat_map(|t| t.schemes().iter().copied())
+            .collect()
+    }
+
+    fn resolve(&self, url: &Url) -> Result<&Arc<dyn Transport>, TransportError> {
+        self.get(url.scheme())
+            .ok_or_else(|| TransportError::UnknownScheme(url.scheme().to_string()))
+    }
+
+    pub fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>> {
+        match self.resolve(url) {
+            Ok(t) => t.connect(url),
+            Err(e) => Box::pin(futures::future::ready(Err(e))),
+        }
+    }
+
+    pub fn listen(
+        &self,
+        url: &Url,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
+        match self.resolve(url) {
+            Ok(t) => t.listen(url),
+            Err(e) => Box::pin(futures::future::ready(Err(e))),
+        }
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("schemes", &self.schemes())
+            .finish()
+    }
+}

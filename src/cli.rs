@@ -1,0 +1,171 @@
+//! Command-line interface (clap 4 derive).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+/// Ethernet over WebSocket: a TAP tunnel and learning virtual switch.
+///
+/// A server accepts WebSocket clients and switches Ethernet frames between
+/// them and its own TAP device (hub-and-spoke, MAC learning). A client joins
+/// its TAP device to the server's segment. Frames travel one per binary
+/// WebSocket message (see spec/protocol.md).
+#[derive(Parser, Debug)]
+#[command(name = "etherws", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output (-q: warnings and errors only, -qq: errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Accept WebSocket clients and switch frames between them and a TAP.
+    Server(ServerArgs),
+    /// Join a TAP device to a server's Ethernet segment.
+    Client(ClientArgs),
+    /// Self-contained demo: a server and two clients in network namespaces
+    /// (needs root and iproute2), ping across the tunnel, then clean up.
+    Demo(DemoArgs),
+    /// Send ICMP echo requests (used by the demo inside namespaces; needs
+    /// root for a raw socket).
+    #[command(hide = true)]
+    Ping(PingArgs),
+}
+
+/// Options for the local TAP device.
+#[derive(Args, Debug, Clone)]
+pub struct TapArgs {
+    /// Name of the TAP device to create; `%d` becomes the first free number.
+    #[arg(long, default_value = "ethws%d", value_name = "NAME")]
+    pub tap: String,
+    /// MTU of the TAP device, in bytes (68 to 65535). Both ends of a tunnel
+    /// should use the same MTU; a bigger MTU means fewer, larger messages
+    /// and more throughput.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
+    pub mtu: u16,
+    /// Set this IPv4 address on the TAP device, e.g. 198.18.1.1/24.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub address: Option<(Ipv4Addr, u8)>,
+}
+
+/// Options of the switch inside a node.
+#[derive(Args, Debug, Clone)]
+pub struct SwitchArgs {
+    /// Flood every frame to every other port (no MAC learning).
+    #[arg(long)]
+    pub hub: bool,
+    /// Seconds a learned MAC address stays in the forwarding table.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub ageing: u64,
+    /// Frames queued per port before new ones are dropped (a slow peer
+    /// loses its own frames instead of stalling the others).
+    #[arg(long, default_value_t = etherws_core::node::DEFAULT_QUEUE_LEN, value_name = "FRAMES",
+          value_parser = clap::value_parser!(usize))]
+    pub queue: usize,
+    /// Log port counters every SECS seconds (0: never). SIGUSR1 prints
+    /// counters and the forwarding table at any time.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub stats_interval: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// The only URL path served; other paths get HTTP 404.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Do not create a TAP device: relay between clients only.
+    #[arg(long, conflicts_with_all = ["tap", "address"])]
+    pub no_tap: bool,
+    #[command(flatten)]
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub switch: SwitchArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Server URL, e.g. ws://host:8080/
+    #[arg(value_name = "URL")]
+    pub url: Url,
+    /// Exit instead of reconnecting when the first connection fails or the
+    /// link drops.
+    #[arg(long)]
+    pub once: bool,
+    /// Longest wait between reconnection attempts, in seconds (the wait
+    /// doubles from 100 ms up to this, with jitter).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub max_backoff: u64,
+    #[command(flatten)]
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub switch: SwitchArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep the logs of the demo's server and clients in this directory
+    /// (default: a temporary directory, removed on success).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// IPv4 address to ping.
+    pub target: Ipv4Addr,
+    /// Echo requests to time after the first reply.
+    #[arg(long, default_value_t = 3)]
+    pub count: u32,
+    /// Seconds to keep trying until the first reply arrives.
+    #[arg(long, default_value_t = 20)]
+    pub wait: u64,
+}
+
+/// Parses `198.18.1.1/24`.
+pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX (e.g. 198.18.1.1/24)"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IPv4 address (only IPv4 is supported here; use `ip -6 addr add` for IPv6)"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| format!("{prefix:?} is not a prefix length 0-32"))?;
+    Ok((ip, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cidr() {
+        assert_eq!(
+            parse_cidr("198.18.1.1/24"),
+            Ok(("198.18.1.1".parse().unwrap(), 24))
+        );
+        assert!(parse_cidr("198.18.1.1").is_err());
+        assert!(parse_cidr("198.18.1.1/33").is_err());
+        assert!(parse_cidr("fe80::1/64").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! `etherws server`: accept links and switch frames between them (and the
+//! TAP device, unless `--no-tap`).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use etherws_core::{Node, PortConfig, PortKind, Registry};
+use futures::future::{self, Either};
+use futures::FutureExt;
+use smol::Timer;
+use url::Url;
+
+use crate::cli::ServerArgs;
+use crate::node::{attach_tap, node_config, report, spawn_housekeeping, until_stopped};
+use crate::runtime::{Ex, Signal};
+
+pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
+    if !path.starts_with('/') {
+        bail!("--path must start with '/': {path:?}");
+    }
+    let url = Url::parse(&format!("ws://{listen}{path}"))
+        .with_context(|| format!("bad --listen address {listen:?} (expected ADDR:PORT)"))?;
+    if url.port().is_none() && !listen.ends_with(":80") {
+        bail!("--listen {listen:?} needs a port (ADDR:PORT)");
+    }
+    Ok(url)
+}
+
+pub async fn run(
+    ex: Ex,
+    args: ServerArgs,
+    registry: Registry,
+    signals: async_channel::Receiver<Signal>,
+) -> Result<()> {
+    let url = listen_url(&args.listen, &args.path)?;
+    let node = Node::new(node_config(&args.tap, &args.switch));
+    let tap = if args.no_tap {
+        None
+    } else {
+        Some(attach_tap(&ex, &node, &args.tap)?)
+    };
+    let mut listener = registry
+        .listen(&url)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    log::info!(
+        "listening on ws://{}{} ({})",
+        listener.local_addr(),
+        args.path,
+        if args.switch.hub {
+            "hub"
+        } else {
+            "learning switch"
+        }
+    );
+    spawn_housekeeping(&ex, &node, &args.switch);
+
+    let accept = {
+        let ex = ex.clone();
+        let node = node.clone();
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(pending) => {
+                        let node = node.clone();
+                        let ex2 = ex.clone();
+                        ex.spawn(async move {
+                            match pending.await {
+                                Ok(link) => {
+                                    log::info!("client connected: {}", link.peer);
+                                    let port =
+                                        node.attach(link, PortKind::Link, PortConfig::default());
+                                    ex2.spawn(port.writer).detach();
+                                    port.reader.await;
+                                }
+                                Err(e) => log::warn!("connection refused: {e}"),
+                            }
+                        })
+                        .detach();
+                    }
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off briefly, keep serving.
+                        log::warn!("{e}");
+                        Timer::after(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    };
+    let _accept = ex.spawn(accept);
+
+    let stopped = until_stopped(&node, &signals).boxed();
+    let result = match tap {
+        Some(tap) => match future::select(stopped, tap).await {
+            Either::Left(_) => Ok(()),
+            Either::Right((end, _)) => Err(anyhow::anyhow!("TAP device failed: {end:?}")),
+        },
+        None => {
+            stopped.await;
+            Ok(())
+        }
+    };
+    report(&node);
+    result
+}
