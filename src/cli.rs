@@ -51,6 +51,11 @@ pub struct TapArgs {
     /// and more throughput.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(68..))]
     pub mtu: u16,
+    /// MAC address of the TAP device: an address, `random` (the kernel's),
+    /// or `persistent`: derived from the machine id, network namespace and
+    /// device name, so it survives restarts and peers' ARP caches stay valid.
+    #[arg(long, default_value = "persistent", value_name = "MAC")]
+    pub mac: etherws_core::tap::MacPolicy,
     /// Set this IPv4 address on the TAP device, e.g. 198.18.1.1/24.
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub address: Option<(Ipv4Addr, u8)>,
@@ -81,11 +86,12 @@ pub struct ServerArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
     pub listen: String,
-    /// The only URL path served; other paths get HTTP 404.
+    /// The only URL path served; WebSocket requests for other paths are
+    /// refused with HTTP 404.
     #[arg(long, default_value = "/")]
     pub path: String,
     /// Do not create a TAP device: relay between clients only.
-    #[arg(long, conflicts_with_all = ["tap", "address"])]
+    #[arg(long, conflicts_with_all = ["tap", "address", "mac"])]
     pub no_tap: bool,
     #[command(flatten)]
     pub tap: TapArgs,

@@ -11,14 +11,15 @@ use futures::FutureExt;
 use smol::Timer;
 
 use crate::cli::ClientArgs;
-use crate::node::{attach_tap, node_config, report, spawn_housekeeping, until_stopped};
+use crate::node::{attach_tap, node_config, report, shutdown, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// A link that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
 
-/// Exponential backoff with "full jitter" between half and all of the step.
+/// Exponential backoff with "equal jitter": each wait is a random point
+/// between half and all of the current step.
 struct Backoff {
     step: Duration,
     max: Duration,
@@ -120,6 +121,7 @@ pub async fn run(
         Either::Right((Either::Right((r, _)), _)) => r,
     };
     report(&node);
+    shutdown(&node).await;
     result
 }
 

@@ -29,6 +29,7 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
         name: args.tap.clone(),
         mtu: args.mtu,
         address: args.address,
+        mac: args.mac,
     })
     .context("cannot set up the TAP device")?;
     match args.address {
@@ -89,6 +90,16 @@ pub fn report(node: &Node) {
         );
     }
     let _ = out.flush();
+}
+
+/// Detaches every port so links close cleanly (WebSocket Close frames),
+/// waiting at most two seconds for the writers to finish.
+pub async fn shutdown(node: &Node) {
+    node.detach_all();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while node.live_writers() > 0 && std::time::Instant::now() < deadline {
+        Timer::after(Duration::from_millis(10)).await;
+    }
 }
 
 /// Serves signals until a stop is requested.

@@ -11,7 +11,7 @@ use smol::Timer;
 use url::Url;
 
 use crate::cli::ServerArgs;
-use crate::node::{attach_tap, node_config, report, spawn_housekeeping, until_stopped};
+use crate::node::{attach_tap, node_config, report, shutdown, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 
 pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
@@ -101,5 +101,6 @@ pub async fn run(
         }
     };
     report(&node);
+    shutdown(&node).await;
     result
 }

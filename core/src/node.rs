@@ -9,7 +9,7 @@
 //! core never picks one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -69,6 +69,8 @@ struct Inner {
     ingress: Arc<dyn FilterChain>,
     egress: Arc<dyn FilterChain>,
     switched: AtomicU64,
+    /// Writer futures not yet finished (for a clean shutdown).
+    writers: AtomicUsize,
 }
 
 /// A switch with ports. Cheap to clone (shared).
@@ -118,6 +120,7 @@ impl Node {
                 ingress,
                 egress,
                 switched: AtomicU64::new(0),
+                writers: AtomicUsize::new(0),
             }),
         }
     }
@@ -176,6 +179,7 @@ impl Node {
             }
             .boxed()
         };
+        self.inner.writers.fetch_add(1, Relaxed);
         let writer = {
             let node = self.clone();
             let counters = counters.clone();
@@ -195,6 +199,24 @@ impl Node {
         let mut fab = self.fabric();
         fab.switch.remove_port(id);
         fab.slots.remove(&id).is_some()
+    }
+
+    /// Detaches every port (shutdown). Writers send what is queued, close
+    /// their links cleanly (a WebSocket Close frame), and finish; wait for
+    /// [`Node::live_writers`] to reach zero before exiting.
+    pub fn detach_all(&self) {
+        let mut fab = self.fabric();
+        let ids: Vec<PortId> = fab.slots.keys().copied().collect();
+        for id in ids {
+            fab.switch.remove_port(id);
+            fab.slots.remove(&id);
+        }
+    }
+
+    /// Writer futures that have not finished yet (spawned writers finish
+    /// soon after their port is detached).
+    pub fn live_writers(&self) -> usize {
+        self.inner.writers.load(Relaxed)
     }
 
     async fn read_loop(
@@ -249,7 +271,8 @@ impl Node {
     fn ingress(&self, ctx: &FilterContext, mut frame: Frame, counters: &PortCounters) {
         let len = frame.len();
         if len > self.inner.cfg.max_frame {
-            let detail = format!("{len} bytes > max {}", self.inner.cfg.max_frame);
+            let max = self.inner.cfg.max_frame;
+            let detail = format_args!("{len} bytes > max {max}");
             return self.count_drop(ctx.port, counters, DropReason::Oversize, &detail);
         }
         if let Err(e) = EthernetFrame::new_checked(frame.bytes().as_ref()) {
@@ -339,6 +362,7 @@ impl Node {
             self.detach(id);
         }
         let _ = tx.close().await;
+        self.inner.writers.fetch_sub(1, Relaxed);
     }
 
     /// Removes FDB entries older than the ageing time; returns how many.

@@ -28,12 +28,10 @@ pub enum DropReason {
     EgressFilter,
     /// The ingress port does not carry the frame's VLAN.
     VlanNotAllowed,
-    /// The output device refused the frame (e.g. TAP down).
-    WriteFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::NotAFrame,
@@ -41,7 +39,6 @@ impl DropReason {
         DropReason::IngressFilter,
         DropReason::EgressFilter,
         DropReason::VlanNotAllowed,
-        DropReason::WriteFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,7 +50,6 @@ impl DropReason {
             DropReason::IngressFilter => "ingress_filter",
             DropReason::EgressFilter => "egress_filter",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
-            DropReason::WriteFailed => "write_failed",
         }
     }
 

@@ -20,8 +20,9 @@ use bytes::BytesMut;
 use futures::{AsyncRead, AsyncWrite, Sink, Stream};
 
 use crate::frame::Frame;
+use crate::stats::LogLimiter;
 use crate::transport::{Link, LinkError, PeerInfo};
-use crate::wire;
+use crate::wire::{self, MacAddr};
 
 /// Largest MTU a TAP accepts here (the IPv4 total-length limit).
 pub const MAX_MTU: u32 = 65535;
@@ -35,6 +36,40 @@ pub struct TapConfig {
     pub mtu: u16,
     /// Optional IPv4 address and prefix length to set on the device.
     pub address: Option<(Ipv4Addr, u8)>,
+    /// Which MAC address the device gets.
+    pub mac: MacPolicy,
+}
+
+/// How a TAP device's MAC address is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MacPolicy {
+    /// Stable across restarts: see [`persistent_mac`]. The default, so that
+    /// a restarted node keeps the address its neighbours have cached.
+    #[default]
+    Persistent,
+    /// Whatever random address the kernel assigns.
+    Random,
+    Fixed(MacAddr),
+}
+
+impl std::str::FromStr for MacPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "persistent" => Ok(MacPolicy::Persistent),
+            "random" => Ok(MacPolicy::Random),
+            mac => {
+                let m: MacAddr = mac.parse().map_err(|_| {
+                    format!("{mac:?} is not a MAC address, \"persistent\" or \"random\"")
+                })?;
+                if m.is_multicast() {
+                    return Err(format!("{m} is a multicast address"));
+                }
+                Ok(MacPolicy::Fixed(m))
+            }
+        }
+    }
 }
 
 impl Default for TapConfig {
@@ -43,6 +78,7 @@ impl Default for TapConfig {
             name: "ethws%d".into(),
             mtu: 1500,
             address: None,
+            mac: MacPolicy::Persistent,
         }
     }
 }
@@ -53,18 +89,10 @@ impl Default for TapConfig {
 pub enum TapError {
     #[error("creating TAP device {name}: permission denied (need root or CAP_NET_ADMIN)")]
     PermissionDenied { name: String },
-    #[error("creating TAP device {name}: {source}")]
-    Create {
-        name: String,
-        #[source]
-        source: tun::Error,
-    },
-    #[error("TAP device {name}: {source}")]
-    Io {
-        name: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("creating TAP device {name}: {error}")]
+    Create { name: String, error: tun::Error },
+    #[error("TAP device {name}: {error}")]
+    Io { name: String, error: io::Error },
 }
 
 /// An open TAP device.
@@ -85,10 +113,8 @@ impl Tap {
     /// Creates the device, sets MTU (and address), and brings it up.
     pub fn create(cfg: &TapConfig) -> Result<Tap, TapError> {
         let mut c = tun::Configuration::default();
-        c.layer(tun::Layer::L2)
-            .tun_name(&cfg.name)
-            .mtu(cfg.mtu)
-            .up();
+        // Brought up only after the MAC is set.
+        c.layer(tun::Layer::L2).tun_name(&cfg.name).mtu(cfg.mtu);
         if let Some((ip, prefix)) = cfg.address {
             let mask = if prefix == 0 {
                 0
@@ -105,17 +131,32 @@ impl Tap {
             } else {
                 TapError::Create {
                     name: cfg.name.clone(),
-                    source: e,
+                    error: e,
                 }
             }
         })?;
         use tun::AbstractDevice;
+        let mut dev = dev;
         let name = dev.tun_name().unwrap_or_else(|_| cfg.name.clone());
+        let io_err = |error: io::Error| TapError::Io {
+            name: name.clone(),
+            error,
+        };
+        let mac = match cfg.mac {
+            MacPolicy::Persistent => Some(persistent_mac(&name)),
+            MacPolicy::Fixed(m) => Some(m),
+            MacPolicy::Random => None,
+        };
+        if let Some(mac) = mac {
+            set_mac(&name, mac).map_err(io_err)?;
+        }
+        dev.enabled(true)
+            .map_err(|e| io_err(io::Error::other(e.to_string())))?;
         // SAFETY: into_raw_fd hands us sole ownership of the open descriptor.
         let file = unsafe { File::from_raw_fd(dev.into_raw_fd()) };
-        let fd = Async::new(file).map_err(|source| TapError::Io {
+        let fd = Async::new(file).map_err(|error| TapError::Io {
             name: name.clone(),
-            source,
+            error,
         })?;
         Ok(Tap {
             name,
@@ -148,6 +189,8 @@ impl Tap {
                 fd: self.fd,
                 queue: VecDeque::new(),
                 name: self.name.clone(),
+                refused: 0,
+                log_limit: LogLimiter::default(),
             }),
             peer: PeerInfo {
                 scheme: "tap",
@@ -155,6 +198,75 @@ impl Tap {
             },
         }
     }
+}
+
+/// Sets a device's MAC address (SIOCSIFHWADDR).
+fn set_mac(name: &str, mac: MacAddr) -> io::Result<()> {
+    // SAFETY: a plain socket for ioctls; closed by OwnedFd on return.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sock is a fresh descriptor we own.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: writing the hwaddr member of the union we then pass to the ioctl.
+    unsafe {
+        req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+        for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
+            *d = s as libc::c_char;
+        }
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid socket, valid ifreq for SIOCSIFHWADDR.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A MAC address that stays the same when the node restarts, so neighbours'
+/// ARP/ND caches stay valid across a restart (systemd's
+/// `MACAddressPolicy=persistent` does the same for virtual devices).
+/// Derived from the machine id, the network namespace and the device name:
+/// two nodes in different namespaces of one machine get different MACs.
+/// Locally administered, unicast.
+pub fn persistent_mac(device: &str) -> MacAddr {
+    use std::os::unix::fs::MetadataExt;
+    let machine = [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/hostname",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+    .unwrap_or_default();
+    let netns = std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino());
+    // FNV-1a, 64 bits: stable across builds and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in machine
+        .trim()
+        .bytes()
+        .chain(netns.to_le_bytes())
+        .chain(device.bytes())
+        .chain(*b"etherws")
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// Frames are read into slices of one chunk; a chunk is replaced when less
@@ -192,6 +304,9 @@ struct TapTx {
     fd: Arc<Async<File>>,
     queue: VecDeque<Frame>,
     name: String,
+    /// Frames the kernel refused (device down, invalid frame); dropped.
+    refused: u64,
+    log_limit: LogLimiter,
 }
 
 const TAP_TX_QUEUE: usize = 256;
@@ -210,7 +325,20 @@ impl TapTx {
                         Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::ENOBUFS)
                     ) =>
                 {
-                    log::debug!("{}: write of {} bytes refused: {e}", self.name, frame.len());
+                    self.refused += 1;
+                    if let Some(suppressed) = self.log_limit.check(std::time::Instant::now()) {
+                        log::warn!(
+                            "{}: kernel refused a {}-byte frame: {e} ({} refused in all{})",
+                            self.name,
+                            frame.len(),
+                            self.refused,
+                            if suppressed > 0 {
+                                ", some lines suppressed"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(LinkError::Io(e))),
             }
@@ -243,5 +371,29 @@ impl Sink<Frame> for TapTx {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_mac_is_stable_unicast_and_local() {
+        let a = persistent_mac("ethws0");
+        assert_eq!(a, persistent_mac("ethws0"));
+        assert_ne!(a, persistent_mac("ethws1"));
+        assert!(a.is_unicast() && a.is_local());
+    }
+
+    #[test]
+    fn mac_policy_parses() {
+        assert_eq!("random".parse::<MacPolicy>(), Ok(MacPolicy::Random));
+        assert_eq!(
+            "02:00:00:00:00:01".parse::<MacPolicy>(),
+            Ok(MacPolicy::Fixed(MacAddr([2, 0, 0, 0, 0, 1])))
+        );
+        assert!("01:00:5e:00:00:01".parse::<MacPolicy>().is_err());
+        assert!("nope".parse::<MacPolicy>().is_err());
     }
 }

@@ -48,12 +48,10 @@ pub enum TransportError {
     UnknownScheme(String),
     #[error("bad URL {url}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The message already includes the I/O error; it is not repeated as a
+    /// `source()`, so `{:#}` chains do not print it twice.
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
     /// The peer was reached but refused the link (HTTP status, auth...).
     #[error("rejected by peer: {0}")]
     Rejected(String),
@@ -149,11 +147,19 @@ impl Registry {
             .find(|t| t.schemes().contains(&scheme))
     }
 
+    /// Every scheme served, each once.
     pub fn schemes(&self) -> Vec<&'static str> {
-        self.transports
+        let mut v: Vec<&'static str> = Vec::new();
+        for s in self
+            .transports
             .iter()
             .flat_map(|t| t.schemes().iter().copied())
-            .collect()
+        {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
     }
 
     fn resolve(&self, url: &Url) -> Result<&Arc<dyn Transport>, TransportError> {

@@ -27,9 +27,10 @@ use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
 use url::Url;
 
-/// Headroom above the largest frame before tungstenite refuses a message
-/// outright (and closes the connection). Messages between the frame limit
-/// and this are dropped and counted by the node; the link stays up.
+/// Headroom above the largest frame before a message is refused outright:
+/// tungstenite stops reading it (a capacity error) and the link is closed,
+/// so a peer cannot make us buffer arbitrary amounts. Messages between the
+/// frame limit and this are dropped and counted by the node; the link stays up.
 pub const MESSAGE_HEADROOM: usize = 64 * 1024;
 
 /// Settings shared by the client and server sides.
@@ -123,9 +124,9 @@ impl Transport for Ws {
             timeout(cfg.handshake_timeout, what.clone(), async {
                 let tcp = TcpStream::connect((host.as_str(), port))
                     .await
-                    .map_err(|source| TransportError::Io {
+                    .map_err(|error| TransportError::Io {
                         context: what.clone(),
-                        source,
+                        error,
                     })?;
                 let _ = tcp.set_nodelay(true);
                 let remote = tcp
@@ -152,9 +153,9 @@ impl Transport for Ws {
             let (host, port) = host_port(&url)?;
             let tcp = TcpListener::bind((host.as_str(), port))
                 .await
-                .map_err(|source| TransportError::Io {
+                .map_err(|error| TransportError::Io {
                     context: format!("listening on {host}:{port}"),
-                    source,
+                    error,
                 })?;
             let local = tcp
                 .local_addr()
@@ -189,9 +190,9 @@ impl Listener for WsListener {
                 .tcp
                 .accept()
                 .await
-                .map_err(|source| TransportError::Io {
+                .map_err(|error| TransportError::Io {
                     context: format!("accepting on {}", self.local),
-                    source,
+                    error,
                 })?;
             let _ = tcp.set_nodelay(true);
             let path = self.path.clone();

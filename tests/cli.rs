@@ -1,0 +1,110 @@
+//! CLI behaviour: clear errors and non-zero exits for bad input.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::*;
+
+fn etherws(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_clear_message() {
+    let (code, err) = etherws(&["client", "not a url"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid value"), "{err}");
+    let (code, err) = etherws(&["server", "--mtu", "40"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--mtu"), "{err}");
+    let (code, err) = etherws(&["server", "--address", "198.18.0.1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ADDRESS/PREFIX"), "{err}");
+    let (code, err) = etherws(&["server", "--no-tap", "--listen", "nonsense"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let (code, err) = etherws(&["client", "--no-such-flag", "ws://198.18.0.1/"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn address_in_use_is_a_clear_error() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (code, err) = etherws(&["server", "--no-tap", "--listen", &addr]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_scheme_is_a_clear_error() {
+    if !root_or_skip("unknown_scheme") {
+        return;
+    }
+    let ns = Netns::new(unique("scheme"));
+    let mut p = ns.etherws("client", &["client", "--once", "gopher://198.18.0.1/"]);
+    assert_eq!(p.wait_exit(std::time::Duration::from_secs(30)), Some(1));
+    assert!(p.log().contains("unsupported URL scheme"), "{}", p.log());
+}
+
+#[test]
+fn unreachable_server_with_once_exits_non_zero() {
+    if !root_or_skip("unreachable") {
+        return;
+    }
+    let ns = Netns::new(unique("unreach"));
+    // Loopback only: nothing listens there.
+    let mut p = ns.etherws(
+        "client",
+        &["client", "--once", "ws://127.0.0.1:9/", "--tap", "ethws0"],
+    );
+    assert_eq!(
+        p.wait_exit(std::time::Duration::from_secs(30)),
+        Some(1),
+        "{}",
+        p.log()
+    );
+    assert!(
+        p.log().contains("cannot connect to ws://127.0.0.1:9/"),
+        "{}",
+        p.log()
+    );
+}
+
+#[test]
+fn without_cap_net_admin_the_tap_error_says_so() {
+    if !root_or_skip("no_cap") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        panic!("setpriv (util-linux) is needed for this test");
+    }
+    let ns = Netns::new(unique("nocap"));
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "setpriv",
+            "--bounding-set",
+            "-net_admin",
+            "--inh-caps",
+            "-net_admin",
+            BIN,
+        ])
+        .args(["server", "--listen", "127.0.0.1:8080"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+}

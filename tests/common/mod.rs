@@ -1,0 +1,339 @@
+//! Test hosts for end-to-end tests: network namespaces joined by veth
+//! pairs (198.18.0.0/15 only, no route out), processes of the real binary
+//! started inside them, and everything torn down on drop, also when a test
+//! fails. Waits poll until ready; nothing sleeps a fixed time.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_etherws");
+
+/// True if end-to-end tests can run. As non-root they are skipped, except
+/// under `CI=true`, where skipping would hide a failure: there they fail.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!(
+            "{test}: end-to-end tests need root (CAP_NET_ADMIN) and must not be skipped under CI"
+        );
+    }
+    eprintln!("{test}: skipped (needs root; run the suite as root)");
+    false
+}
+
+/// A unique name prefix for this test's namespaces.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "ewt{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> Netns {
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `ip -n <ns> ...`.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        run("ip", &a)
+    }
+
+    /// The MAC address of a device in this namespace.
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-br", "link", "show", dev]);
+        out.split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC in {out:?}"))
+            .to_string()
+    }
+
+    /// Starts the etherws binary in this namespace.
+    pub fn etherws(&self, label: &str, args: &[&str]) -> Proc {
+        Proc::start(label, &self.name, args)
+    }
+
+    /// One `ping` attempt (1 echo, 1 s wait).
+    pub fn ping_once(&self, addr: &str) -> bool {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "ping", "-c1", "-W1", "-n", addr,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Pings until a reply arrives or `within` passes.
+    pub fn ping_until(&self, addr: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.ping_once(addr) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Runs `f` on a thread that has entered this namespace; sockets made
+    /// there stay in it when used from any thread afterwards.
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("thread in namespace panicked")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Joins two namespaces with a veth pair and addresses them.
+pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
+    run(
+        "ip",
+        &[
+            "link", "add", "veth0", "netns", &a.name, "type", "veth", "peer", "name", "veth0",
+            "netns", &b.name,
+        ],
+    );
+    for (ns, addr) in [(a, a_addr), (b, b_addr)] {
+        ns.ip(&["addr", "add", addr, "dev", "veth0"]);
+        ns.ip(&["link", "set", "veth0", "up"]);
+    }
+}
+
+/// A process of the binary under test; killed and reaped on drop.
+pub struct Proc {
+    pub label: String,
+    child: Option<Child>,
+    log: PathBuf,
+    out: PathBuf,
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etherws-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+impl Proc {
+    pub fn start(label: &str, ns: &str, args: &[&str]) -> Proc {
+        let tag = unique(label);
+        let log = scratch(&format!("{tag}.log"));
+        let out = scratch(&format!("{tag}.out"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, BIN])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {label}: {e}"));
+        Proc {
+            label: label.to_string(),
+            child: Some(child),
+            log,
+            out,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Polls the log (stderr) until `pred` holds or `within` passes.
+    pub fn wait_log(&self, within: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        poll(within, || pred(&self.log()))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own, not yet reaped, child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// SIGUSR1, then waits for a new report on stdout; returns it.
+    pub fn report(&self) -> String {
+        let before = self.stdout().len();
+        self.signal(libc::SIGUSR1);
+        assert!(
+            poll(Duration::from_secs(10), || {
+                let s = self.stdout();
+                s.len() > before && s[before..].contains("\nfdb: ")
+            }),
+            "{}: no report on SIGUSR1; log:\n{}",
+            self.label,
+            self.log()
+        );
+        // Let the rest of the report land.
+        poll(Duration::from_secs(2), || false);
+        self.stdout()[before..].to_string()
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return st.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, wait; SIGKILL if it does not exit.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let code = self.wait_exit(Duration::from_secs(10));
+        if self.child.is_some() {
+            self.kill();
+        }
+        code
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- {} log ---\n{}", self.label, self.log());
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it is true or `within` passes.
+pub fn poll(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The standard two-host set-up: `srv` (198.18.0.1) and `cli` (198.18.0.2)
+/// on a veth, server on port 8080 with TAP 198.19.0.1/24.
+pub struct TwoHosts {
+    pub srv: Netns,
+    pub cli: Netns,
+    pub server: Proc,
+}
+
+pub const SRV_UNDERLAY: &str = "198.18.0.1";
+pub const SRV_TAP: &str = "198.19.0.1";
+pub const WS_URL: &str = "ws://198.18.0.1:8080/";
+
+pub fn two_hosts(tag: &str, server_args: &[&str]) -> TwoHosts {
+    let base = unique(tag);
+    let srv = Netns::new(format!("{base}-s"));
+    let cli = Netns::new(format!("{base}-c"));
+    veth(&srv, "198.18.0.1/24", &cli, "198.18.0.2/24");
+    let server = start_server(&srv, server_args);
+    TwoHosts { srv, cli, server }
+}
+
+pub fn start_server(ns: &Netns, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "server",
+        "--listen",
+        "0.0.0.0:8080",
+        "--tap",
+        "ethws0",
+        "--address",
+        "198.19.0.1/24",
+    ];
+    args.extend_from_slice(extra);
+    let p = ns.etherws("server", &args);
+    assert!(
+        p.wait_log(Duration::from_secs(30), |l| l.contains("listening on")),
+        "server did not start:\n{}",
+        p.log()
+    );
+    p
+}
+
+/// Starts a client with TAP address `198.19.0.<host>/24`.
+pub fn start_client(ns: &Netns, url: &str, host: u8) -> Proc {
+    let addr = format!("{}/24", Ipv4Addr::new(198, 19, 0, host));
+    ns.etherws(
+        "client",
+        &["client", url, "--tap", "ethws0", "--address", &addr],
+    )
+}
