@@ -75,6 +75,17 @@ pub struct SwitchArgs {
     #[arg(long, default_value_t = etherws_core::node::DEFAULT_QUEUE_LEN, value_name = "FRAMES",
           value_parser = clap::value_parser!(usize))]
     pub queue: usize,
+    /// WASM filter for frames entering the node from any port, as
+    /// FILE[:key=value,...] (.wasm or .wat). Repeat for a chain, in order.
+    /// Keys name, on_fault=closed|open, unload_after, fuel, memory_mb and
+    /// capture=PCAP are the host's; the rest is the filter's configuration
+    /// (spec/filter-abi.md). SIGHUP reloads every chain.
+    #[arg(long = "filter", value_name = "FILE[:k=v,...]")]
+    pub filters: Vec<String>,
+    /// WASM filter for frames leaving the node through any port (same
+    /// syntax as --filter).
+    #[arg(long = "egress-filter", value_name = "FILE[:k=v,...]")]
+    pub egress_filters: Vec<String>,
     /// Log port counters every SECS seconds (0: never). SIGUSR1 prints
     /// counters and the forwarding table at any time.
     #[arg(long, default_value_t = 0, value_name = "SECS")]

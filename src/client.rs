@@ -5,13 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etherws_core::{Node, PortConfig, PortEnd, PortKind, Registry};
+use etherws_core::{PortConfig, PortEnd, PortKind, Registry};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
 
 use crate::cli::ClientArgs;
-use crate::node::{attach_tap, node_config, report, shutdown, spawn_housekeeping, until_stopped};
+use crate::node::{attach_tap, build_node, report, shutdown, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -51,7 +51,8 @@ pub async fn run(
             registry.schemes().join(", ")
         );
     }
-    let node = Node::new(node_config(&args.tap, &args.switch));
+    let wired = build_node(&args.tap, &args.switch)?;
+    let node = wired.node.clone();
     let tap = attach_tap(&ex, &node, &args.tap)?;
     spawn_housekeeping(&ex, &node, &args.switch);
 
@@ -112,7 +113,7 @@ pub async fn run(
         }
     };
 
-    let stopped = until_stopped(&node, &signals).map(|_| Ok(()));
+    let stopped = until_stopped(&wired, &signals).map(|_| Ok(()));
     let links = links.boxed();
     let tap = tap.map(|end| Err(anyhow::anyhow!("TAP device failed: {end:?}")));
     let result = match future::select(stopped.boxed(), future::select(links, tap.boxed())).await {
@@ -120,7 +121,7 @@ pub async fn run(
         Either::Right((Either::Left((r, _)), _)) => r,
         Either::Right((Either::Right((r, _)), _)) => r,
     };
-    report(&node);
+    report(&wired);
     shutdown(&node).await;
     result
 }

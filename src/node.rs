@@ -6,11 +6,54 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use etherws_core::tap::{Tap, TapConfig};
+use std::sync::Arc;
+
 use etherws_core::{Node, NodeConfig, PortConfig, PortEnd, PortKind, SwitchConfig};
+use etherws_filter::{Chain, FilterSpec, Host};
 use smol::Timer;
 
 use crate::cli::{SwitchArgs, TapArgs};
 use crate::runtime::{Ex, Signal};
+
+/// The node plus the filter chains it runs (for reports and SIGHUP).
+pub struct Wired {
+    pub node: Node,
+    pub chains: Vec<Arc<Chain>>,
+}
+
+/// Builds the node with its ingress and egress filter chains.
+pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
+    let cfg = node_config(tap, sw);
+    if sw.filters.is_empty() && sw.egress_filters.is_empty() {
+        return Ok(Wired {
+            node: Node::new(cfg),
+            chains: Vec::new(),
+        });
+    }
+    let host = Host::new().context("starting the WASM filter host")?;
+    let chain = |specs: &[String], label: &'static str| -> Result<Arc<Chain>> {
+        let specs = specs
+            .iter()
+            .map(|s| FilterSpec::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = Chain::load(&host, specs, cfg.max_frame, label)
+            .with_context(|| format!("cannot load the {label} filter chain"))?;
+        for f in c.filters().iter() {
+            log::info!(
+                "{label} filter {} loaded from {}",
+                f.name(),
+                f.spec().path.display()
+            );
+        }
+        Ok(Arc::new(c))
+    };
+    let ingress = chain(&sw.filters, "ingress")?;
+    let egress = chain(&sw.egress_filters, "egress")?;
+    Ok(Wired {
+        node: Node::with_filters(cfg, ingress.clone(), egress.clone()),
+        chains: vec![ingress, egress],
+    })
+}
 
 pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
     let mut cfg = NodeConfig::for_mtu(usize::from(tap.mtu));
@@ -70,12 +113,19 @@ pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
     }
 }
 
-/// Prints counters and the forwarding table to stdout (SIGUSR1 and exit).
-pub fn report(node: &Node) {
+/// Prints counters, filters and the forwarding table to stdout (SIGUSR1
+/// and exit).
+pub fn report(w: &Wired) {
+    let node = &w.node;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "frames switched: {}", node.frames_switched());
     for p in node.ports() {
         let _ = writeln!(out, "{p}");
+    }
+    for c in &w.chains {
+        for line in c.report() {
+            let _ = writeln!(out, "{line}");
+        }
     }
     let fdb = node.fdb();
     let _ = writeln!(out, "fdb: {} entries", fdb.len());
@@ -103,15 +153,32 @@ pub async fn shutdown(node: &Node) {
 }
 
 /// Serves signals until a stop is requested.
-pub async fn until_stopped(node: &Node, signals: &async_channel::Receiver<Signal>) {
+pub async fn until_stopped(w: &Wired, signals: &async_channel::Receiver<Signal>) {
     while let Ok(s) = signals.recv().await {
         match s {
             Signal::Stop => {
                 log::info!("shutting down");
                 return;
             }
-            Signal::Report => report(node),
-            Signal::Reload => log::info!("SIGHUP: nothing to reload"),
+            Signal::Report => report(w),
+            Signal::Reload => reload(w),
+        }
+    }
+}
+
+/// SIGHUP: reload every filter chain atomically; a chain that fails to
+/// load keeps its old filters.
+fn reload(w: &Wired) {
+    if w.chains.is_empty() {
+        log::info!("SIGHUP: no filters to reload");
+    }
+    for c in &w.chains {
+        match c.reload() {
+            Ok(n) => log::info!("SIGHUP: {} chain reloaded ({n} filters)", c.label()),
+            Err(e) => log::error!(
+                "SIGHUP: {} chain not reloaded, keeping the old one: {e}",
+                c.label()
+            ),
         }
     }
 }

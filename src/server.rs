@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use etherws_core::{Node, PortConfig, PortKind, Registry};
+use etherws_core::{PortConfig, PortKind, Registry};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
 use url::Url;
 
 use crate::cli::ServerArgs;
-use crate::node::{attach_tap, node_config, report, shutdown, spawn_housekeeping, until_stopped};
+use crate::node::{attach_tap, build_node, report, shutdown, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 
 pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
@@ -33,7 +33,8 @@ pub async fn run(
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
     let url = listen_url(&args.listen, &args.path)?;
-    let node = Node::new(node_config(&args.tap, &args.switch));
+    let wired = build_node(&args.tap, &args.switch)?;
+    let node = wired.node.clone();
     let tap = if args.no_tap {
         None
     } else {
@@ -89,7 +90,7 @@ pub async fn run(
     };
     let _accept = ex.spawn(accept);
 
-    let stopped = until_stopped(&node, &signals).boxed();
+    let stopped = until_stopped(&wired, &signals).boxed();
     let result = match tap {
         Some(tap) => match future::select(stopped, tap).await {
             Either::Left(_) => Ok(()),
@@ -100,7 +101,7 @@ pub async fn run(
             Ok(())
         }
     };
-    report(&node);
+    report(&wired);
     shutdown(&node).await;
     result
 }

@@ -1,0 +1,110 @@
+//! A chain of filters, swappable atomically (SIGHUP reload).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use etherws_core::{FilterChain, FilterContext, Frame, Verdict};
+
+use crate::filter::{Filter, Outcome};
+use crate::{FilterError, FilterSpec, Host};
+
+/// The specs a chain was built from, in order.
+pub type ChainSpec = Vec<FilterSpec>;
+
+/// An ordered chain of filters implementing the core's [`FilterChain`].
+pub struct Chain {
+    host: Host,
+    max_frame: usize,
+    label: &'static str,
+    filters: ArcSwap<Vec<Arc<Filter>>>,
+    specs: ArcSwap<ChainSpec>,
+}
+
+impl Chain {
+    /// Loads every filter of `specs`; any failure fails the whole chain.
+    pub fn load(
+        host: &Host,
+        specs: ChainSpec,
+        max_frame: usize,
+        label: &'static str,
+    ) -> Result<Chain, FilterError> {
+        let filters = Self::load_all(host, &specs, max_frame)?;
+        Ok(Chain {
+            host: host.clone(),
+            max_frame,
+            label,
+            filters: ArcSwap::from_pointee(filters),
+            specs: ArcSwap::from_pointee(specs),
+        })
+    }
+
+    fn load_all(
+        host: &Host,
+        specs: &ChainSpec,
+        max_frame: usize,
+    ) -> Result<Vec<Arc<Filter>>, FilterError> {
+        specs
+            .iter()
+            .map(|s| host.load(s, max_frame).map(Arc::new))
+            .collect()
+    }
+
+    /// Re-reads every module and swaps the new chain in atomically. On any
+    /// error the old chain stays and the error is returned.
+    pub fn reload(&self) -> Result<usize, FilterError> {
+        let specs = self.specs.load_full();
+        let filters = Self::load_all(&self.host, &specs, self.max_frame)?;
+        let n = filters.len();
+        self.filters.store(Arc::new(filters));
+        Ok(n)
+    }
+
+    /// `ingress` or `egress`.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    pub fn filters(&self) -> Arc<Vec<Arc<Filter>>> {
+        self.filters.load_full()
+    }
+
+    /// One line per filter: name, state and counters.
+    pub fn report(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in self.filters().iter() {
+            out.push(format!(
+                "filter {} {}{}: {}",
+                self.label,
+                f.name(),
+                if f.is_unloaded() { " (unloaded)" } else { "" },
+                f.stats()
+            ));
+            for (n, v) in f.stats().custom() {
+                out.push(format!(
+                    "filter {} {} counter {n}={v}",
+                    self.label,
+                    f.name()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl FilterChain for Chain {
+    fn is_empty(&self) -> bool {
+        self.filters.load().is_empty()
+    }
+
+    fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict {
+        for f in self.filters.load().iter() {
+            if f.is_unloaded() {
+                continue;
+            }
+            if f.run(ctx, frame) == Outcome::Drop {
+                return Verdict::Drop;
+            }
+        }
+        Verdict::Pass
+    }
+}

@@ -1,0 +1,586 @@
+//! One loaded filter: its compiled module, its (lazily re-created) instance,
+//! the per-frame call, and its counters.
+
+use std::fmt;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use etherws_core::{Direction, FilterContext, Frame, PortKind};
+use etherws_filter_abi as abi;
+use pcap_file::pcap::PcapWriter;
+use wasmtime::{
+    ExternType, InstancePre, Memory, Module, Store, StoreLimitsBuilder, TypedFunc, ValType,
+};
+
+use crate::imports::{self, HostState};
+use crate::spec::{FaultPolicy, FilterSpec};
+use crate::{FilterError, Host, EPOCH_DEADLINE_TICKS};
+
+/// Counters of one filter (spec/filter-abi.md §5), shared across
+/// re-instantiations and reloads of the same filter object.
+#[derive(Debug, Default)]
+pub struct FilterStats {
+    pub calls: AtomicU64,
+    pub passed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub rewritten: AtomicU64,
+    pub faults: AtomicU64,
+    pub time_ns: AtomicU64,
+    custom: Mutex<Vec<(String, AtomicU64)>>,
+    /// Guest log lines: (window start, lines in window, suppressed).
+    log_window: Mutex<(Option<Instant>, u32, u64)>,
+}
+
+const GUEST_LOG_PER_SEC: u32 = 10;
+
+impl FilterStats {
+    pub(crate) fn define_counter(&self, name: &[u8]) -> i32 {
+        let ok = !name.is_empty()
+            && name.len() <= abi::MAX_COUNTER_NAME
+            && name
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        if !ok {
+            return -1;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let mut c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = c.iter().position(|(n, _)| *n == name) {
+            return i as i32;
+        }
+        if c.len() >= abi::MAX_COUNTERS {
+            return -1;
+        }
+        c.push((name, AtomicU64::new(0)));
+        (c.len() - 1) as i32
+    }
+
+    pub(crate) fn add_counter(&self, id: i32, delta: i64) {
+        let c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, v)) = usize::try_from(id).ok().and_then(|i| c.get(i)) {
+            v.fetch_add(delta as u64, Relaxed);
+        }
+    }
+
+    /// The filter's own named counters.
+    pub fn custom(&self) -> Vec<(String, u64)> {
+        let c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter()
+            .map(|(n, v)| (n.clone(), v.load(Relaxed)))
+            .collect()
+    }
+
+    pub(crate) fn guest_log_allowed(&self) -> bool {
+        let mut w = self.log_window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match w.0 {
+            Some(start) if now.duration_since(start).as_secs() < 1 => {
+                if w.1 < GUEST_LOG_PER_SEC {
+                    w.1 += 1;
+                    true
+                } else {
+                    w.2 += 1;
+                    false
+                }
+            }
+            _ => {
+                if w.2 > 0 {
+                    log::warn!("filter log: {} lines suppressed", w.2);
+                }
+                *w = (Some(now), 1, 0);
+                true
+            }
+        }
+    }
+}
+
+impl fmt::Display for FilterStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "calls={} passed={} dropped={} rewritten={} faults={} time_ns={}",
+            self.calls.load(Relaxed),
+            self.passed.load(Relaxed),
+            self.dropped.load(Relaxed),
+            self.rewritten.load(Relaxed),
+            self.faults.load(Relaxed),
+            self.time_ns.load(Relaxed)
+        )
+    }
+}
+
+/// A live instance: its store and the handles the hot path needs.
+struct Instance {
+    store: Store<HostState>,
+    memory: Memory,
+    filter: TypedFunc<(i32, i32, i32, i32), i32>,
+    buf_ptr: usize,
+    buf_cap: usize,
+}
+
+/// A loaded filter.
+pub struct Filter {
+    spec: FilterSpec,
+    name: Arc<str>,
+    pre: InstancePre<HostState>,
+    host: Host,
+    max_frame: usize,
+    capture: Option<Arc<Mutex<PcapWriter<File>>>>,
+    instance: Mutex<Option<Instance>>,
+    stats: Arc<FilterStats>,
+    consecutive_faults: AtomicU32,
+    unloaded: AtomicBool,
+    fault_log: etherws_core::stats::LogLimiter,
+}
+
+/// What a single call decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Pass,
+    Drop,
+}
+
+fn func_type_str(params: &[ValType], results: &[ValType]) -> String {
+    let p: Vec<String> = params.iter().map(|t| t.to_string()).collect();
+    let r: Vec<String> = results.iter().map(|t| t.to_string()).collect();
+    format!("({}) -> ({})", p.join(", "), r.join(", "))
+}
+
+/// Required function exports: name, params, results, and the spelling used
+/// in error messages.
+const REQUIRED: &[(&str, usize, &str)] = &[
+    (abi::names::ABI_VERSION, 0, "() -> i32"),
+    (abi::names::FRAME_BUFFER, 0, "() -> i32"),
+    (abi::names::FRAME_CAPACITY, 0, "() -> i32"),
+    (abi::names::FILTER, 4, "(i32, i32, i32, i32) -> i32"),
+];
+
+fn check_module(name: &str, module: &Module) -> Result<(), FilterError> {
+    // Imports first: an import the host does not offer can never run.
+    for imp in module.imports() {
+        if imp.module() != abi::names::IMPORT_MODULE || !imports::OFFERED.contains(&imp.name()) {
+            return Err(FilterError::UnknownImport {
+                name: name.into(),
+                module: imp.module().into(),
+                import: imp.name().into(),
+            });
+        }
+    }
+    let exports: Vec<(String, ExternType)> = module
+        .exports()
+        .map(|e| (e.name().to_string(), e.ty()))
+        .collect();
+    let find = |n: &str| exports.iter().find(|(en, _)| en == n).map(|(_, t)| t);
+    match find(abi::names::MEMORY) {
+        Some(ExternType::Memory(_)) => {}
+        Some(other) => {
+            return Err(FilterError::WrongExportType {
+                name: name.into(),
+                export: abi::names::MEMORY,
+                expected: "memory",
+                found: format!("{other:?}"),
+            })
+        }
+        None => {
+            return Err(FilterError::MissingExport {
+                name: name.into(),
+                export: abi::names::MEMORY,
+                expected: "memory",
+            })
+        }
+    }
+    let all_i32 = |ts: &[ValType]| ts.iter().all(|t| matches!(t, ValType::I32));
+    for (export, nparams, expected) in
+        REQUIRED
+            .iter()
+            .copied()
+            .chain([(abi::names::INIT, 1, "(i32) -> i32")])
+    {
+        let ty = match find(export) {
+            Some(ExternType::Func(f)) => f,
+            Some(other) => {
+                return Err(FilterError::WrongExportType {
+                    name: name.into(),
+                    export,
+                    expected,
+                    found: format!("{other:?}"),
+                })
+            }
+            None if export == abi::names::INIT => continue,
+            None => {
+                return Err(FilterError::MissingExport {
+                    name: name.into(),
+                    export,
+                    expected,
+                })
+            }
+        };
+        let params: Vec<ValType> = ty.params().collect();
+        let results: Vec<ValType> = ty.results().collect();
+        if params.len() != nparams || results.len() != 1 || !all_i32(&params) || !all_i32(&results)
+        {
+            return Err(FilterError::WrongExportType {
+                name: name.into(),
+                export,
+                expected,
+                found: func_type_str(&params, &results),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Filter {
+    pub(crate) fn load(
+        host: &Host,
+        spec: FilterSpec,
+        max_frame: usize,
+    ) -> Result<Filter, FilterError> {
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let bytes = std::fs::read(&spec.path).map_err(|error| FilterError::Io {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            error,
+        })?;
+        let module = Module::new(host.engine(), &bytes).map_err(|e| FilterError::Compile {
+            name: spec.name.clone(),
+            msg: format!("{e:#}"),
+        })?;
+        check_module(&spec.name, &module)?;
+        let linker = imports::linker(host.engine()).map_err(|e| FilterError::Compile {
+            name: spec.name.clone(),
+            msg: e.to_string(),
+        })?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| FilterError::Compile {
+                name: spec.name.clone(),
+                msg: format!("{e:#}"),
+            })?;
+        let capture = match &spec.capture {
+            None => None,
+            Some(path) => {
+                let cap_err = |error: String| FilterError::Capture {
+                    name: spec.name.clone(),
+                    path: path.clone(),
+                    error,
+                };
+                let file = File::create(path).map_err(|e| cap_err(e.to_string()))?;
+                let w = PcapWriter::new(file).map_err(|e| cap_err(e.to_string()))?;
+                Some(Arc::new(Mutex::new(w)))
+            }
+        };
+        let f = Filter {
+            name,
+            pre,
+            host: host.clone(),
+            max_frame,
+            capture,
+            instance: Mutex::new(None),
+            stats: Arc::new(FilterStats::default()),
+            consecutive_faults: AtomicU32::new(0),
+            unloaded: AtomicBool::new(false),
+            fault_log: Default::default(),
+            spec,
+        };
+        // Instantiate now so every load-time problem surfaces at load.
+        let inst = f.instantiate()?;
+        *f.instance.lock().unwrap_or_else(|e| e.into_inner()) = Some(inst);
+        Ok(f)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn spec(&self) -> &FilterSpec {
+        &self.spec
+    }
+
+    pub fn stats(&self) -> &FilterStats {
+        &self.stats
+    }
+
+    pub fn is_unloaded(&self) -> bool {
+        self.unloaded.load(Relaxed)
+    }
+
+    fn load_err(&self, e: wasmtime::Error) -> FilterError {
+        FilterError::LoadFault {
+            name: self.spec.name.clone(),
+            msg: describe_error(&e),
+        }
+    }
+
+    /// Makes a fresh instance: checks the ABI version, the frame buffer,
+    /// and runs `etherws_init` with the configuration.
+    fn instantiate(&self) -> Result<Instance, FilterError> {
+        let name = self.spec.name.clone();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.spec.memory_bytes)
+            .instances(1)
+            .memories(1)
+            .tables(4)
+            .table_elements(100_000)
+            .build();
+        let mut store = Store::new(
+            self.host.engine(),
+            HostState {
+                limits,
+                name: self.name.clone(),
+                stats: self.stats.clone(),
+                capture: self.capture.clone(),
+                started: self.host.started,
+                buf_ptr: 0,
+                buf_cap: 0,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        let fuel = self.spec.fuel;
+        let arm = |store: &mut Store<HostState>| {
+            let _ = store.set_fuel(fuel);
+            store.set_epoch_deadline(EPOCH_DEADLINE_TICKS);
+        };
+        arm(&mut store);
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.load_err(e))?;
+        let get0 = |store: &mut Store<HostState>, n: &str| -> Result<i32, FilterError> {
+            let f = instance
+                .get_typed_func::<(), i32>(&mut *store, n)
+                .map_err(|e| self.load_err(e))?;
+            arm(store);
+            f.call(&mut *store, ()).map_err(|e| self.load_err(e))
+        };
+        let version = get0(&mut store, abi::names::ABI_VERSION)?;
+        if version != abi::ABI_VERSION {
+            return Err(FilterError::AbiVersion {
+                name,
+                found: version,
+                supported: abi::ABI_VERSION,
+            });
+        }
+        let ptr = get0(&mut store, abi::names::FRAME_BUFFER)? as u32 as usize;
+        let cap = get0(&mut store, abi::names::FRAME_CAPACITY)?;
+        let memory = instance
+            .get_memory(&mut store, abi::names::MEMORY)
+            .ok_or_else(|| FilterError::MissingExport {
+                name: name.clone(),
+                export: abi::names::MEMORY,
+                expected: "memory",
+            })?;
+        let need = self.max_frame + abi::CAPACITY_SLACK as usize;
+        if cap < 0 || (cap as usize) < need {
+            return Err(FilterError::Buffer {
+                name,
+                detail: format!(
+                    "capacity {cap} < max frame {} + {}",
+                    self.max_frame,
+                    abi::CAPACITY_SLACK
+                ),
+            });
+        }
+        let cap = cap as usize;
+        if ptr
+            .checked_add(cap)
+            .is_none_or(|end| end > memory.data_size(&store))
+        {
+            return Err(FilterError::Buffer {
+                name,
+                detail: format!(
+                    "buffer {ptr}+{cap} beyond memory of {} bytes",
+                    memory.data_size(&store)
+                ),
+            });
+        }
+        store.data_mut().buf_ptr = ptr;
+        store.data_mut().buf_cap = cap;
+        let filter = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::names::FILTER)
+            .map_err(|e| self.load_err(e))?;
+        let config = self.spec.config.as_bytes();
+        match instance.get_typed_func::<i32, i32>(&mut store, abi::names::INIT) {
+            Ok(init) => {
+                if config.len() > cap {
+                    return Err(FilterError::Buffer {
+                        name,
+                        detail: format!("configuration of {} bytes does not fit", config.len()),
+                    });
+                }
+                memory.data_mut(&mut store)[ptr..ptr + config.len()].copy_from_slice(config);
+                arm(&mut store);
+                let code = init
+                    .call(&mut store, config.len() as i32)
+                    .map_err(|e| self.load_err(e))?;
+                if code != 0 {
+                    return Err(FilterError::ConfigRejected {
+                        name,
+                        config: self.spec.config.clone(),
+                        code,
+                    });
+                }
+            }
+            Err(_) if !config.is_empty() => {
+                return Err(FilterError::ConfigWithoutInit {
+                    name,
+                    config: self.spec.config.clone(),
+                })
+            }
+            Err(_) => {}
+        }
+        Ok(Instance {
+            store,
+            memory,
+            filter,
+            buf_ptr: ptr,
+            buf_cap: cap,
+        })
+    }
+
+    /// Runs the filter on one frame. Never panics, never fails: faults are
+    /// handled here by the fault policy.
+    pub(crate) fn run(&self, ctx: &FilterContext, frame: &mut Frame) -> Outcome {
+        let t0 = Instant::now();
+        self.stats.calls.fetch_add(1, Relaxed);
+        let result = self.call(ctx, frame);
+        self.stats
+            .time_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Relaxed);
+        match result {
+            Ok(o) => {
+                self.consecutive_faults.store(0, Relaxed);
+                o
+            }
+            Err(cause) => self.fault(&cause),
+        }
+    }
+
+    fn call(&self, ctx: &FilterContext, frame: &mut Frame) -> Result<Outcome, String> {
+        let mut guard = self.instance.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(
+                self.instantiate()
+                    .map_err(|e| format!("re-instantiation failed: {e}"))?,
+            );
+        }
+        let Some(inst) = guard.as_mut() else {
+            return Err("no instance".into());
+        };
+        let (ptr, cap) = (inst.buf_ptr, inst.buf_cap);
+        let len = frame.len();
+        if len > cap {
+            return Err(format!(
+                "frame of {len} bytes exceeds buffer capacity {cap}"
+            ));
+        }
+        // The module may have shrunk nothing (memories only grow), but check
+        // anyway: the buffer must still lie in memory.
+        let data = inst.memory.data_mut(&mut inst.store);
+        let Some(buf) = data.get_mut(ptr..ptr + cap) else {
+            return Err("frame buffer outside memory".into());
+        };
+        buf[..len].copy_from_slice(frame.as_ref());
+        let _ = inst.store.set_fuel(self.spec.fuel);
+        inst.store.set_epoch_deadline(EPOCH_DEADLINE_TICKS);
+        let direction = match ctx.direction {
+            Direction::Ingress => abi::DIRECTION_INGRESS,
+            _ => abi::DIRECTION_EGRESS,
+        };
+        let kind = match ctx.port_kind {
+            PortKind::Tap => abi::PORT_KIND_TAP,
+            _ => abi::PORT_KIND_LINK,
+        };
+        let verdict = match inst.filter.call(
+            &mut inst.store,
+            (len as i32, direction, ctx.port.0 as i32, kind),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                // A trapped instance may hold broken state: start afresh.
+                *guard = None;
+                return Err(describe_error(&e));
+            }
+        };
+        if verdict == abi::VERDICT_DROP {
+            self.stats.dropped.fetch_add(1, Relaxed);
+            return Ok(Outcome::Drop);
+        }
+        if verdict < abi::MIN_FRAME || verdict as usize > cap {
+            return Err(format!(
+                "verdict {verdict} out of bounds (drop is -1, pass is {}..={cap})",
+                abi::MIN_FRAME
+            ));
+        }
+        let n = verdict as usize;
+        let out = &inst.memory.data(&inst.store)[ptr..ptr + n];
+        if out != frame.as_ref() {
+            frame.set_bytes(Bytes::copy_from_slice(out));
+            self.stats.rewritten.fetch_add(1, Relaxed);
+        }
+        self.stats.passed.fetch_add(1, Relaxed);
+        Ok(Outcome::Pass)
+    }
+
+    fn fault(&self, cause: &str) -> Outcome {
+        self.stats.faults.fetch_add(1, Relaxed);
+        let n = self.consecutive_faults.fetch_add(1, Relaxed) + 1;
+        let outcome = match self.spec.on_fault {
+            FaultPolicy::Open => Outcome::Pass,
+            _ => Outcome::Drop,
+        };
+        if let Some(suppressed) = self.fault_log.check(Instant::now()) {
+            log::warn!(
+                "filter {}: fault: {cause}; frame {} (on_fault={}), {} faults in all{}",
+                self.name,
+                if outcome == Outcome::Pass {
+                    "passed"
+                } else {
+                    "dropped"
+                },
+                if outcome == Outcome::Pass {
+                    "open"
+                } else {
+                    "closed"
+                },
+                self.stats.faults.load(Relaxed),
+                if suppressed > 0 {
+                    format!(", {suppressed} similar lines suppressed")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(limit) = self.spec.unload_after {
+            if n >= limit && !self.unloaded.swap(true, Relaxed) {
+                log::error!(
+                    "filter {}: unloaded after {n} consecutive faults; frames no longer pass through it",
+                    self.name
+                );
+            }
+        }
+        if outcome == Outcome::Drop {
+            self.stats.dropped.fetch_add(1, Relaxed);
+        } else {
+            self.stats.passed.fetch_add(1, Relaxed);
+        }
+        outcome
+    }
+}
+
+/// One line for a wasmtime error: the trap kind when there is one.
+fn describe_error(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => "fuel budget exhausted (trap: out of fuel)".into(),
+        Some(wasmtime::Trap::Interrupt) => "wall-clock deadline exceeded (epoch interrupt)".into(),
+        Some(t) => format!("trap: {t}"),
+        None => format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}

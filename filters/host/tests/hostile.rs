@@ -1,0 +1,285 @@
+//! Hostile and broken modules: each is refused at load with a clear message,
+//! or faults at run time without harm, and the chain keeps working.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use etherws_core::{Direction, FilterChain, FilterContext, Frame, PortId, PortKind, Verdict};
+use etherws_filter::{Chain, FilterError, FilterSpec, Host};
+
+const MAX_FRAME: usize = 1522;
+
+/// A valid filter whose entry point body is `body` (locals: $len $dir $port $kind).
+fn module(body: &str) -> String {
+    module_with("", body, "i32.const 1")
+}
+
+fn module_with(extra: &str, body: &str, version: &str) -> String {
+    format!(
+        r#"(module
+  {extra}
+  (memory (export "memory") 1)
+  (func (export "etherws_abi_version") (result i32) {version})
+  (func (export "etherws_frame_buffer") (result i32) i32.const 1024)
+  (func (export "etherws_frame_capacity") (result i32) i32.const 2048)
+  (func (export "etherws_filter") (param $len i32) (param $dir i32) (param $port i32) (param $kind i32) (result i32)
+    {body}))"#
+    )
+}
+
+fn write(name: &str, wat: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etherws-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}.wat"));
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(wat.as_bytes())
+        .unwrap();
+    p
+}
+
+fn load(name: &str, wat: &str, opts: &str) -> Result<Chain, FilterError> {
+    let host = Host::new().unwrap();
+    let p = write(name, wat);
+    let spec = FilterSpec::parse(&format!("{}{opts}", p.display())).unwrap();
+    Chain::load(&host, vec![spec], MAX_FRAME, "ingress")
+}
+
+fn ctx() -> FilterContext {
+    FilterContext {
+        direction: Direction::Ingress,
+        port: PortId(1),
+        port_kind: PortKind::Link,
+    }
+}
+
+fn frame() -> Frame {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x00]);
+    f.resize(60, 0);
+    Frame::new(f)
+}
+
+fn err(r: Result<Chain, FilterError>) -> String {
+    match r {
+        Ok(_) => panic!("module was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_pass_filter_passes_unchanged() {
+    let c = load("pass", &module("local.get $len"), "").unwrap();
+    let mut f = frame();
+    assert_eq!(c.filter(&ctx(), &mut f), Verdict::Pass);
+    assert_eq!(f, frame());
+    let fl = c.filters();
+    assert_eq!(fl[0].stats().passed.load(Relaxed), 1);
+    assert_eq!(fl[0].stats().rewritten.load(Relaxed), 0);
+}
+
+#[test]
+fn missing_export_is_named() {
+    let wat = r#"(module (memory (export "memory") 1)
+        (func (export "etherws_abi_version") (result i32) i32.const 1))"#;
+    let e = err(load("missing", wat, ""));
+    assert!(
+        e.contains("missing required export `etherws_frame_buffer`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_export_type_is_named() {
+    let wat = module("local.get $len").replace(
+        r#"(func (export "etherws_frame_capacity") (result i32) i32.const 2048)"#,
+        r#"(func (export "etherws_frame_capacity") (result i64) i64.const 2048)"#,
+    );
+    let e = err(load("wrongtype", &wat, ""));
+    assert!(
+        e.contains("`etherws_frame_capacity` has the wrong type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_abi_version_is_refused() {
+    let e = err(load(
+        "v2",
+        &module_with("", "local.get $len", "i32.const 2"),
+        "",
+    ));
+    assert!(
+        e.contains("ABI version 2") && e.contains("supports version 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_import_is_refused_by_name() {
+    let wat = module_with(
+        r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+        "local.get $len",
+        "i32.const 1",
+    );
+    let e = err(load("wasi", &wat, ""));
+    assert!(e.contains("wasi_snapshot_preview1::fd_write"), "{e}");
+}
+
+#[test]
+fn small_buffer_is_refused() {
+    let wat = module("local.get $len").replace("i32.const 2048", "i32.const 100");
+    let e = err(load("small", &wat, ""));
+    assert!(e.contains("capacity 100"), "{e}");
+}
+
+#[test]
+fn config_without_init_is_refused() {
+    let e = err(load("noinit", &module("local.get $len"), ":x=1"));
+    assert!(e.contains("no etherws_init"), "{e}");
+}
+
+#[test]
+fn init_can_reject_config() {
+    let wat = module_with(
+        r#"(func (export "etherws_init") (param i32) (result i32) i32.const 7)"#,
+        "local.get $len",
+        "i32.const 1",
+    );
+    let e = err(load("reject", &wat, ":x=1"));
+    assert!(
+        e.contains("rejected its configuration") && e.contains("code 7"),
+        "{e}"
+    );
+}
+
+/// Runs 3 frames through a faulting filter; returns the verdicts and the
+/// fault message count.
+fn run_faulty(name: &str, body: &str, opts: &str) -> (Vec<Verdict>, u64) {
+    let c = load(name, &module(body), opts).expect("loads");
+    let v = (0..3).map(|_| c.filter(&ctx(), &mut frame())).collect();
+    let faults = c.filters()[0].stats().faults.load(Relaxed);
+    (v, faults)
+}
+
+#[test]
+fn trap_is_a_fault_and_fail_closed_drops() {
+    let (v, faults) = run_faulty("trap", "unreachable", "");
+    assert_eq!(v, vec![Verdict::Drop; 3]);
+    assert_eq!(faults, 3);
+}
+
+#[test]
+fn fail_open_passes_faulting_frames() {
+    let (v, faults) = run_faulty("trapopen", "unreachable", ":on_fault=open");
+    assert_eq!(v, vec![Verdict::Pass; 3]);
+    assert_eq!(faults, 3);
+}
+
+#[test]
+fn infinite_loop_is_cut_by_fuel() {
+    let c = load(
+        "loop",
+        &module("(loop $l (br $l)) local.get $len"),
+        ":fuel=100000",
+    )
+    .unwrap();
+    let t = Instant::now();
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+    let took = t.elapsed();
+    eprintln!("infinite loop cut after {took:?} (fuel 100000, includes re-instantiation on next call: no)");
+    assert_eq!(c.filters()[0].stats().faults.load(Relaxed), 1);
+}
+
+#[test]
+fn memory_grow_past_cap_fails_and_the_fault_is_contained() {
+    // Ask for 64 MiB more (cap 16 MiB): memory.grow returns -1; the module
+    // then traps, which is a fault.
+    let body = "(if (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)) (then unreachable)) local.get $len";
+    let (v, faults) = run_faulty("grow", body, "");
+    assert_eq!(v, vec![Verdict::Drop; 3]);
+    assert_eq!(faults, 3);
+    // Within the cap it works.
+    let ok = "(drop (memory.grow (i32.const 1))) local.get $len";
+    let c = load("growok", &module(ok), ":memory_mb=1").unwrap();
+    // 1 MiB cap = 16 pages; starts at 1 page: 15 grows succeed, then faults? No: grow returns -1, not a trap.
+    for _ in 0..20 {
+        assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Pass);
+    }
+}
+
+#[test]
+fn verdict_beyond_buffer_is_a_fault() {
+    let (v, faults) = run_faulty("big", "i32.const 4096", "");
+    assert_eq!(v, vec![Verdict::Drop; 3]);
+    assert_eq!(faults, 3);
+    let (v, _) = run_faulty("neg", "i32.const -5", "");
+    assert_eq!(v, vec![Verdict::Drop; 3]);
+    let (v, _) = run_faulty("short", "i32.const 13", "");
+    assert_eq!(v, vec![Verdict::Drop; 3]);
+}
+
+#[test]
+fn unload_after_consecutive_faults() {
+    let (v, faults) = run_faulty("unload", "unreachable", ":unload_after=2");
+    // Two faults drop (closed), then the filter is gone and frames pass.
+    assert_eq!(v, vec![Verdict::Drop, Verdict::Drop, Verdict::Pass]);
+    assert_eq!(faults, 2);
+}
+
+#[test]
+fn a_fault_does_not_poison_the_instance() {
+    // Traps on port 1 only; port 2 frames pass before and after.
+    let body = "(if (i32.eq (local.get $port) (i32.const 1)) (then unreachable)) local.get $len";
+    let c = load("p1", &module(body), "").unwrap();
+    let p2 = FilterContext {
+        port: PortId(2),
+        ..ctx()
+    };
+    assert_eq!(c.filter(&p2, &mut frame()), Verdict::Pass);
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+    assert_eq!(c.filter(&p2, &mut frame()), Verdict::Pass);
+}
+
+#[test]
+fn rewrite_in_place_and_grow() {
+    // Sets byte 0 to 0x02 and grows the frame by 4 bytes.
+    let body =
+        "(i32.store8 (i32.const 1024) (i32.const 2)) (i32.add (local.get $len) (i32.const 4))";
+    let c = load("rw", &module(body), "").unwrap();
+    let mut f = frame();
+    assert_eq!(c.filter(&ctx(), &mut f), Verdict::Pass);
+    assert_eq!(f.len(), 64);
+    assert_eq!(f.as_ref()[0], 2);
+    assert_eq!(c.filters()[0].stats().rewritten.load(Relaxed), 1);
+}
+
+#[test]
+fn reload_keeps_old_chain_on_error() {
+    let host = Host::new().unwrap();
+    let p = write("reload", &module("i32.const -1"));
+    let c = Chain::load(
+        &host,
+        vec![FilterSpec::parse(p.to_str().unwrap()).unwrap()],
+        MAX_FRAME,
+        "ingress",
+    )
+    .unwrap();
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+    std::fs::write(&p, "(module garbage").unwrap();
+    assert!(c.reload().is_err());
+    assert_eq!(
+        c.filter(&ctx(), &mut frame()),
+        Verdict::Drop,
+        "old chain still in place"
+    );
+    std::fs::write(&p, module("local.get $len")).unwrap();
+    assert_eq!(c.reload().unwrap(), 1);
+    assert_eq!(
+        c.filter(&ctx(), &mut frame()),
+        Verdict::Pass,
+        "new chain swapped in"
+    );
+}
