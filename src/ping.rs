@@ -96,8 +96,12 @@ pub fn run(args: PingArgs) -> Result<()> {
     // Wait for the path to come up (ARP, link establishment).
     loop {
         seq += 1;
-        if echo(&sock, args.target, id, seq, Duration::from_millis(500))?.is_some() {
-            break;
+        // Until the path is up, errors (no route yet: the TAP is still being
+        // created) count as "no reply".
+        match echo(&sock, args.target, id, seq, Duration::from_millis(500)) {
+            Ok(Some(_)) => break,
+            Ok(None) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
         if Instant::now() >= deadline {
             bail!("no reply from {} within {} s", args.target, args.wait);
