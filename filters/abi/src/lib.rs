@@ -9,8 +9,12 @@
 /// The ABI version this crate describes.
 pub const ABI_VERSION: i32 = 1;
 
-/// Verdict: drop the frame. Any other verdict is a length (pass).
+/// Verdict: drop the frame.
 pub const VERDICT_DROP: i32 = -1;
+/// Verdict: pass the frame unchanged (the host reads nothing back).
+/// Any verdict from [`MIN_FRAME`] to the capacity passes that many bytes of
+/// the buffer (a rewrite, or an unchanged frame the host must compare).
+pub const VERDICT_PASS: i32 = 0;
 
 /// Smallest length a pass verdict may carry (an Ethernet header).
 pub const MIN_FRAME: i32 = 14;

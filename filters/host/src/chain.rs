@@ -1,11 +1,17 @@
 //! A chain of filters, swappable atomically (SIGHUP reload).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use etherws_core::{FilterChain, FilterContext, Frame, Verdict};
 
-use crate::filter::{Filter, Outcome};
+use crate::filter::{Filter, Outcome, TIME_SAMPLE};
+
+thread_local! {
+    /// Chain runs on this thread, for time sampling.
+    static TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 use crate::{FilterError, FilterSpec, Host};
 
 /// The specs a chain was built from, in order.
@@ -97,13 +103,21 @@ impl FilterChain for Chain {
     }
 
     fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict {
-        for f in self.filters.load().iter() {
+        let filters = self.filters.load();
+        let mut t = TICK.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            (u64::from(n) % TIME_SAMPLE == 0).then(Instant::now)
+        });
+        for f in filters.iter() {
             if f.is_unloaded() {
                 continue;
             }
-            if f.run(ctx, frame) == Outcome::Drop {
+            let (outcome, ended) = f.run(ctx, frame, t);
+            if outcome == Outcome::Drop {
                 return Verdict::Drop;
             }
+            t = ended;
         }
         Verdict::Pass
     }
