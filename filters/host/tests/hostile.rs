@@ -180,17 +180,15 @@ fn fail_open_passes_faulting_frames() {
 
 #[test]
 fn infinite_loop_is_cut_by_fuel() {
-    let c = load(
-        "loop",
-        &module("(loop $l (br $l)) local.get $len"),
-        ":fuel=100000",
-    )
-    .unwrap();
-    let t = Instant::now();
-    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
-    let took = t.elapsed();
-    eprintln!("infinite loop cut after {took:?} (fuel 100000, includes re-instantiation on next call: no)");
-    assert_eq!(c.filters()[0].stats().faults.load(Relaxed), 1);
+    // Default fuel budget.
+    let c = load("loop", &module("(loop $l (br $l)) local.get $len"), "").unwrap();
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+        // Reported, not asserted: timing depends on the machine.
+        eprintln!("infinite loop cut after {:?} (default fuel; includes re-instantiation after the previous fault)", t.elapsed());
+    }
+    assert_eq!(c.filters()[0].stats().faults.load(Relaxed), 3);
 }
 
 #[test]
