@@ -2,21 +2,15 @@
 //! wasm32 and do what their READMEs say. Runs only where the
 //! wasm32-unknown-unknown target is installed.
 
+mod common;
+
+use common::wasm32_installed;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use etherws_core::{Direction, FilterChain, FilterContext, Frame, PortId, PortKind, Verdict};
 use etherws_filter::{Chain, FilterSpec, Host};
-
-fn wasm32_installed() -> bool {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot)
-        .join("lib/rustlib/wasm32-unknown-unknown")
-        .exists()
-}
 
 fn build_examples() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

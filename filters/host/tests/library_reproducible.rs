@@ -2,18 +2,12 @@
 //! sources build to. Runs only where the wasm32-unknown-unknown target is
 //! installed (the suite must pass without it: the modules are committed).
 
+mod common;
+
+use common::wasm32_installed;
+
 use std::path::Path;
 use std::process::Command;
-
-fn wasm32_installed() -> bool {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
-        return false;
-    };
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot)
-        .join("lib/rustlib/wasm32-unknown-unknown")
-        .exists()
-}
 
 #[test]
 fn committed_library_wasm_matches_its_sources() {
