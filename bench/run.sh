@@ -20,6 +20,9 @@ BIN=$PWD/target/release/etherws
 
 A=ewbench$$-a; B=ewbench$$-b; PIDS=()
 cleanup() {
+  # Everything still running in our namespaces is ours (iperf3 daemons,
+  # etherws started in subshells).
+  for ns in "$A" "$B"; do for p in $(ip netns pids "$ns" 2>/dev/null); do PIDS+=("$p"); done; done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$A" 2>/dev/null || true
@@ -75,9 +78,6 @@ V=$(gbps 198.19.1.1 5202)
 E=$(etherws_gbps)
 F=$(etherws_gbps --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat")
 rm -rf "$FDIR"
-# iperf3 daemons run inside the namespaces; deleting them ends their sockets,
-# but end the processes too (they are ours: found by namespace).
-for ns in "$A" "$B"; do for p in $(ip netns pids "$ns"); do PIDS+=("$p"); done; done
 echo "MTU $MTU, $STREAMS stream(s), $SECS s, $(nproc) cores"
 echo "kernel vxlan : $V Gbit/s"
 echo "etherws ws://: $E Gbit/s"

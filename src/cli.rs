@@ -68,8 +68,15 @@ pub struct SwitchArgs {
     #[arg(long)]
     pub hub: bool,
     /// Seconds a learned MAC address stays in the forwarding table.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = 300, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub ageing: u64,
+    /// Most MAC addresses (per VLAN) the forwarding table holds, across all
+    /// ports; when full, new stations are flooded, not learned. No per-port
+    /// limit: a TAP may bridge many VMs.
+    #[arg(long, default_value_t = etherws_core::switch::DEFAULT_MAX_ENTRIES, value_name = "N",
+          value_parser = clap::value_parser!(usize))]
+    pub fdb_max: usize,
     /// Frames queued per port before new ones are dropped (a slow peer
     /// loses its own frames instead of stalling the others).
     #[arg(long, default_value_t = etherws_core::node::DEFAULT_QUEUE_LEN, value_name = "FRAMES",

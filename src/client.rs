@@ -11,7 +11,9 @@ use futures::FutureExt;
 use smol::Timer;
 
 use crate::cli::ClientArgs;
-use crate::node::{attach_tap, build_node, report, shutdown, spawn_housekeeping, until_stopped};
+use crate::node::{
+    attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
+};
 use crate::runtime::{Ex, Signal};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -74,8 +76,7 @@ pub async fn run(
                         failures = 0;
                         let up = Instant::now();
                         let port = node.attach(link, PortKind::Link, PortConfig::default());
-                        ex.spawn(port.writer).detach();
-                        let end = port.reader.await;
+                        let end = run_port(&ex, port).await;
                         if up.elapsed() >= STABLE {
                             backoff.reset();
                         }

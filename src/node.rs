@@ -61,6 +61,7 @@ pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
     cfg.switch = SwitchConfig {
         ageing: Duration::from_secs(sw.ageing),
         hub: sw.hub,
+        max_entries: sw.fdb_max,
     };
     cfg
 }
@@ -80,8 +81,30 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
         None => log::info!("TAP {} up, MTU {}", tap.name(), tap.mtu()),
     }
     let port = node.attach(tap.into_link(), PortKind::Tap, PortConfig::default());
-    ex.spawn(port.writer).detach();
-    Ok(ex.spawn(port.reader))
+    let ex2 = ex.clone();
+    Ok(ex.spawn(async move { run_port(&ex2, port).await }))
+}
+
+/// How long a detached port's writer may take to send what is queued and a
+/// Close; after that it is cancelled (a peer that stopped reading must not
+/// hold a task, a socket and a full queue forever).
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs an attached port to its end: spawns the writer, waits for the
+/// reader, then gives the writer [`WRITER_GRACE`] to finish.
+pub async fn run_port(ex: &Ex, port: etherws_core::AttachedPort) -> PortEnd {
+    let writer = ex.spawn(port.writer);
+    let end = port.reader.await;
+    if let futures::future::Either::Right((_, writer)) =
+        futures::future::select(writer, Timer::after(WRITER_GRACE)).await
+    {
+        drop(writer);
+        log::warn!(
+            "port {}: writer did not finish within {WRITER_GRACE:?}; cancelled",
+            port.id
+        );
+    }
+    end
 }
 
 /// Periodic FDB expiry and optional counter logging.
@@ -139,6 +162,7 @@ pub fn report(w: &Wired) {
             r.age.as_secs()
         );
     }
+    let _ = writeln!(out, "end of report");
     let _ = out.flush();
 }
 

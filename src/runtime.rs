@@ -16,7 +16,7 @@ pub enum Signal {
     Stop,
     /// SIGUSR1: print counters and the forwarding table.
     Report,
-    /// SIGHUP: reload configuration (reserved; logged for now).
+    /// SIGHUP: reload the filter chains.
     Reload,
 }
 

@@ -11,7 +11,9 @@ use smol::Timer;
 use url::Url;
 
 use crate::cli::ServerArgs;
-use crate::node::{attach_tap, build_node, report, shutdown, spawn_housekeeping, until_stopped};
+use crate::node::{
+    attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
+};
 use crate::runtime::{Ex, Signal};
 
 pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
@@ -71,8 +73,7 @@ pub async fn run(
                                     log::info!("client connected: {}", link.peer);
                                     let port =
                                         node.attach(link, PortKind::Link, PortConfig::default());
-                                    ex2.spawn(port.writer).detach();
-                                    port.reader.await;
+                                    run_port(&ex2, port).await;
                                 }
                                 Err(e) => log::warn!("connection refused: {e}"),
                             }
@@ -88,7 +89,7 @@ pub async fn run(
             }
         }
     };
-    let _accept = ex.spawn(accept);
+    let accept = ex.spawn(accept);
 
     let stopped = until_stopped(&wired, &signals).boxed();
     let result = match tap {
@@ -102,6 +103,9 @@ pub async fn run(
         }
     };
     report(&wired);
+    // Stop accepting before closing the ports: clients that reconnect at
+    // once must not slip in after the shutdown began.
+    accept.cancel().await;
     shutdown(&node).await;
     result
 }

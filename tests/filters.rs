@@ -75,16 +75,11 @@ fn icmp_dropped_by_protocol_filter_while_tcp_passes() {
     let h = two_hosts("icmp", &["--filter", &f]);
     let _c = start_client(&h.cli, WS_URL, 2);
     // TCP (and ARP) cross the tunnel...
-    assert!(poll(UP, || h
-        .cli
-        .enter(|| TcpStream::connect_timeout(
-            &"198.19.0.1:9".parse().unwrap(),
-            Duration::from_secs(1)
-        ))
-        .map_or_else(
-            |e| e.kind() == std::io::ErrorKind::ConnectionRefused,
-            |_| true
-        )));
+    assert!(
+        tcp_reachable(&h.cli, "198.19.0.1:9", UP),
+        "{}",
+        h.server.log()
+    );
     assert_eq!(tcp_transfer(&h, 1 << 20), 1 << 20);
     // ...ICMP does not.
     for _ in 0..3 {
@@ -170,25 +165,27 @@ fn vlan_retag_is_seen_on_the_far_tap() {
     );
 
     // Watch the server's TAP for VLAN 20 frames.
-    let mut dump = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &h.srv.name,
-            "tcpdump",
-            "-i",
-            "ethws0",
-            "-nn",
-            "-e",
-            "-l",
-            "-c",
-            "1",
-            "vlan 20",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
+    let mut dump = KillOnDrop(Some(
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &h.srv.name,
+                "tcpdump",
+                "-i",
+                "ethws0",
+                "-nn",
+                "-e",
+                "-l",
+                "-c",
+                "1",
+                "vlan 20",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump"),
+    ));
     // Inject VLAN 10 frames into the client's TAP from its kernel side.
     let src = [0x02, 0, 0, 0, 0x10, 0x10];
     let mut frame = vec![0xff; 6];
@@ -199,12 +196,13 @@ fn vlan_retag_is_seen_on_the_far_tap() {
     let (sock, ifindex) = h.cli.enter(|| packet_socket("ethws0"));
     let seen = poll(UP, || {
         send_raw(&sock, ifindex, &frame);
-        matches!(dump.try_wait(), Ok(Some(_)))
+        matches!(dump.0.as_mut().map(|c| c.try_wait()), Some(Ok(Some(_))))
     });
+    let mut child = dump.0.take().unwrap();
     if !seen {
-        let _ = dump.kill();
+        let _ = child.kill();
     }
-    let out = dump.wait_with_output().unwrap();
+    let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         seen,
@@ -272,11 +270,26 @@ fn sighup_swaps_the_chain_live_and_keeps_it_on_a_broken_module() {
     let f = format!("{}:drop_ipproto=1", module.display());
     let h = two_hosts("hup", &["--filter", &f]);
     let client = start_client(&h.cli, WS_URL, 2);
-    assert!(client.wait_log(UP, |l| l.contains("connected to")));
+    // The link is up (TCP crosses), ICMP is dropped by the filter.
     assert!(
-        !h.cli.ping_until(SRV_TAP, Duration::from_secs(3)),
-        "ICMP must be dropped first"
+        tcp_reachable(&h.cli, "198.19.0.1:9", UP),
+        "{}",
+        h.server.log()
     );
+    let dropped = |h: &TwoHosts| -> u64 {
+        let r = h.server.report();
+        r.lines()
+            .find(|l| l.starts_with("filter ingress live"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("dropped="))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = dropped(&h);
+    assert!(!h.cli.ping_once(SRV_TAP), "ICMP must be dropped first");
+    assert!(dropped(&h) > before, "the filter did not see the ping");
 
     // A broken module: refused, the old chain stays (ICMP still dropped).
     std::fs::write(&module, "(module this is not wasm").unwrap();
@@ -286,7 +299,9 @@ fn sighup_swaps_the_chain_live_and_keeps_it_on_a_broken_module() {
         "{}",
         h.server.log()
     );
+    let before = dropped(&h);
     assert!(!h.cli.ping_once(SRV_TAP));
+    assert!(dropped(&h) > before, "the old chain must still drop ICMP");
 
     // A pass-everything module: swapped in live, ping now works.
     std::fs::write(&module, PASS_ANY).unwrap();

@@ -9,7 +9,7 @@
 //! core never picks one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -71,6 +71,20 @@ struct Inner {
     switched: AtomicU64,
     /// Writer futures not yet finished (for a clean shutdown).
     writers: AtomicUsize,
+    /// Set by [`Node::detach_all`]: ports attached afterwards start detached.
+    closing: AtomicBool,
+    /// Rate limit for "FDB full" warnings.
+    fdb_full_log: crate::stats::LogLimiter,
+}
+
+/// Decrements the live-writer count when a writer future ends or is
+/// dropped (cancelled) without finishing.
+struct WriterGuard(Arc<Inner>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.0.writers.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A switch with ports. Cheap to clone (shared).
@@ -121,6 +135,8 @@ impl Node {
                 egress,
                 switched: AtomicU64::new(0),
                 writers: AtomicUsize::new(0),
+                closing: AtomicBool::new(false),
+                fdb_full_log: Default::default(),
             }),
         }
     }
@@ -144,16 +160,23 @@ impl Node {
         let id = {
             let mut fab = self.fabric();
             let id = fab.switch.add_port(cfg);
-            fab.slots.insert(
-                id,
-                Slot {
-                    kind,
-                    name: name.clone(),
-                    queue: qtx,
-                    counters: counters.clone(),
-                    _stop: stop_tx,
-                },
-            );
+            if self.inner.closing.load(Relaxed) {
+                // Shutting down: the port starts detached (its reader sees
+                // the stop at once, its writer an empty closed queue).
+                fab.switch.remove_port(id);
+                drop((stop_tx, qtx));
+            } else {
+                fab.slots.insert(
+                    id,
+                    Slot {
+                        kind,
+                        name: name.clone(),
+                        queue: qtx,
+                        counters: counters.clone(),
+                        _stop: stop_tx,
+                    },
+                );
+            }
             id
         };
         log::info!("port {id} attached: {} {name}", kind.as_str());
@@ -180,10 +203,15 @@ impl Node {
             .boxed()
         };
         self.inner.writers.fetch_add(1, Relaxed);
+        let guard = WriterGuard(self.inner.clone());
         let writer = {
             let node = self.clone();
             let counters = counters.clone();
-            async move { node.write_loop(id, kind, name, qrx, tx, &counters).await }.boxed()
+            async move {
+                let _guard = guard;
+                node.write_loop(id, kind, name, qrx, tx, &counters).await
+            }
+            .boxed()
         };
         AttachedPort {
             id,
@@ -205,6 +233,7 @@ impl Node {
     /// their links cleanly (a WebSocket Close frame), and finish; wait for
     /// [`Node::live_writers`] to reach zero before exiting.
     pub fn detach_all(&self) {
+        self.inner.closing.store(true, Relaxed);
         let mut fab = self.fabric();
         let ids: Vec<PortId> = fab.slots.keys().copied().collect();
         for id in ids {
@@ -297,9 +326,7 @@ impl Node {
         let mut fab = self.fabric();
         let Fabric { switch, slots } = &mut *fab;
         let outcome = switch.handle_frame(now, ctx.port, &view);
-        if let Some(l) = outcome.learned {
-            log_learned(l);
-        }
+        let learned = outcome.learned;
         match outcome.decision {
             Decision::Forward(p) => {
                 self.inner.switched.fetch_add(1, Relaxed);
@@ -315,6 +342,37 @@ impl Node {
                 counters.count_drop(DropReason::VlanNotAllowed)
             }
             Decision::Drop(_) => {}
+        }
+        drop(fab);
+        // Log after unlocking: log I/O must not hold up other ports.
+        if let Some(l) = learned {
+            self.log_learned(l);
+        }
+    }
+
+    fn log_learned(&self, l: Learned) {
+        match l {
+            Learned::New { vlan, mac, port } => {
+                log::info!("fdb: learned {mac} vlan {vlan} on port {port}")
+            }
+            Learned::Moved {
+                vlan,
+                mac,
+                from,
+                to,
+            } => {
+                log::info!("fdb: {mac} vlan {vlan} moved from port {from} to port {to}")
+            }
+            Learned::TableFull { vlan, mac, port } => {
+                if let Some(suppressed) = self.inner.fdb_full_log.check(Instant::now()) {
+                    log::warn!(
+                        "fdb: table full ({} entries), not learning {mac} vlan {vlan} on port {port} \
+                         (its frames are flooded){}",
+                        self.inner.cfg.switch.max_entries,
+                        if suppressed > 0 { format!("; {suppressed} similar lines suppressed") } else { String::new() }
+                    );
+                }
+            }
         }
     }
 
@@ -357,12 +415,15 @@ impl Node {
         }
         .await;
         if let Err(e) = result {
-            log::warn!("port {id} ({name}): write failed: {e}");
+            if matches!(e, LinkError::Closed) {
+                log::debug!("port {id} ({name}): link closed while writing");
+            } else {
+                log::warn!("port {id} ({name}): write failed: {e}");
+            }
             // Stop the reader too: the link is unusable.
             self.detach(id);
         }
         let _ = tx.close().await;
-        self.inner.writers.fetch_sub(1, Relaxed);
     }
 
     /// Removes FDB entries older than the ageing time; returns how many.
@@ -402,22 +463,6 @@ fn enqueue(slots: &HashMap<PortId, Slot>, port: PortId, frame: Frame) {
     let Some(slot) = slots.get(&port) else { return };
     if let Err(async_channel::TrySendError::Full(_)) = slot.queue.try_send(frame) {
         slot.counters.count_drop(DropReason::QueueFull);
-    }
-}
-
-fn log_learned(l: Learned) {
-    match l {
-        Learned::New { vlan, mac, port } => {
-            log::info!("fdb: learned {mac} vlan {vlan} on port {port}")
-        }
-        Learned::Moved {
-            vlan,
-            mac,
-            from,
-            to,
-        } => {
-            log::info!("fdb: {mac} vlan {vlan} moved from port {from} to port {to}")
-        }
     }
 }
 

@@ -34,13 +34,22 @@ pub struct SwitchConfig {
     pub ageing: Duration,
     /// Hub mode: no learning, every frame floods.
     pub hub: bool,
+    /// Most (VLAN, MAC) entries the table holds. When full, new stations
+    /// are not learned (their frames are flooded) until entries age out, so
+    /// a peer spraying source addresses cannot grow memory without bound.
+    pub max_entries: usize,
 }
+
+/// Default FDB capacity: far above any real segment, small enough to bound
+/// memory (a few MiB).
+pub const DEFAULT_MAX_ENTRIES: usize = 65536;
 
 impl Default for SwitchConfig {
     fn default() -> Self {
         SwitchConfig {
             ageing: DEFAULT_AGEING,
             hub: false,
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -137,6 +146,12 @@ pub enum Learned {
         from: PortId,
         to: PortId,
     },
+    /// The table is full: the station was not learned.
+    TableFull {
+        vlan: u16,
+        mac: MacAddr,
+        port: PortId,
+    },
 }
 
 /// Where a frame goes.
@@ -184,6 +199,8 @@ pub struct Switch {
     ports: Vec<PortEntry>,
     fdb: HashMap<FdbKey, FdbEntry>,
     next_id: u32,
+    /// When a full table was last swept for stale entries.
+    last_sweep: Option<Instant>,
 }
 
 impl Default for Switch {
@@ -199,6 +216,7 @@ impl Switch {
             ports: Vec::new(),
             fdb: HashMap::new(),
             next_id: 1,
+            last_sweep: None,
         }
     }
 
@@ -285,30 +303,41 @@ impl Switch {
         }
         let key = FdbKey { vlan, mac };
         let ageing = self.cfg.ageing;
-        match self.fdb.get_mut(&key) {
-            Some(e) => {
-                let expired = now.saturating_duration_since(e.seen) > ageing;
-                let from = e.port;
-                e.seen = now;
-                e.port = port;
-                if from != port {
-                    Some(Learned::Moved {
-                        vlan,
-                        mac,
-                        from,
-                        to: port,
-                    })
-                } else if expired {
-                    Some(Learned::New { vlan, mac, port })
-                } else {
-                    None
-                }
-            }
-            None => {
-                self.fdb.insert(key, FdbEntry { port, seen: now });
+        if let Some(e) = self.fdb.get_mut(&key) {
+            let expired = now.saturating_duration_since(e.seen) > ageing;
+            let from = e.port;
+            e.seen = now;
+            e.port = port;
+            return if from != port {
+                Some(Learned::Moved {
+                    vlan,
+                    mac,
+                    from,
+                    to: port,
+                })
+            } else if expired {
                 Some(Learned::New { vlan, mac, port })
+            } else {
+                None
+            };
+        }
+        if self.fdb.len() >= self.cfg.max_entries {
+            // Full: sweep stale entries, at most once a second (a sweep is
+            // linear in the table, and a flood of new sources must not make
+            // every frame pay for one).
+            let due = self
+                .last_sweep
+                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+            if due {
+                self.last_sweep = Some(now);
+                self.expire(now);
+            }
+            if self.fdb.len() >= self.cfg.max_entries {
+                return Some(Learned::TableFull { vlan, mac, port });
             }
         }
+        self.fdb.insert(key, FdbEntry { port, seen: now });
+        Some(Learned::New { vlan, mac, port })
     }
 
     fn lookup(&self, now: Instant, vlan: u16, mac: MacAddr) -> Option<PortId> {
@@ -483,7 +512,7 @@ mod tests {
     fn ageing_with_injected_clock() {
         let mut sw = Switch::new(SwitchConfig {
             ageing: Duration::from_secs(30),
-            hub: false,
+            ..SwitchConfig::default()
         });
         let p1 = sw.add_port(PortConfig::default());
         let p2 = sw.add_port(PortConfig::default());
@@ -545,6 +574,43 @@ mod tests {
         // Ids are not reused.
         let p4 = sw.add_port(PortConfig::default());
         assert!(p4 > p3);
+    }
+
+    #[test]
+    fn full_table_refuses_new_stations_and_floods_them() {
+        let mut sw = Switch::new(SwitchConfig {
+            max_entries: 2,
+            ..SwitchConfig::default()
+        });
+        let p1 = sw.add_port(PortConfig::default());
+        let p2 = sw.add_port(PortConfig::default());
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, B, None);
+        let (_, l) = send(&mut sw, t, p1, MacAddr::BROADCAST, C, None);
+        assert_eq!(
+            l,
+            Some(Learned::TableFull {
+                vlan: 0,
+                mac: C,
+                port: p1
+            })
+        );
+        assert_eq!(sw.fdb_len(), 2);
+        // C is unknown: frames to it flood.
+        let (d, _) = send(&mut sw, t, p2, C, A, None);
+        assert_eq!(d, Ok(vec![p1]));
+        // Once entries age out there is room again.
+        let later = t + DEFAULT_AGEING + Duration::from_secs(1);
+        let (_, l) = send(&mut sw, later, p1, MacAddr::BROADCAST, C, None);
+        assert_eq!(
+            l,
+            Some(Learned::New {
+                vlan: 0,
+                mac: C,
+                port: p1
+            })
+        );
     }
 
     #[test]

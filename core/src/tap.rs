@@ -284,11 +284,14 @@ impl Stream for TapRx {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.buf.len() < this.max_frame {
+        if this.buf.len() <= this.max_frame {
             let size = (this.max_frame * CHUNK_FRAMES).max(256 * 1024);
             this.buf = BytesMut::zeroed(size);
         }
-        let max = this.max_frame;
+        // One byte more than the largest frame: the kernel truncates a
+        // longer frame silently, so a full read means "too long", and the
+        // node counts it as oversize instead of forwarding a cut frame.
+        let max = this.max_frame + 1;
         match Pin::new(&mut &*this.fd).poll_read(cx, &mut this.buf[..max]) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => Poll::Ready(None),

@@ -213,21 +213,19 @@ impl Proc {
         }
     }
 
-    /// SIGUSR1, then waits for a new report on stdout; returns it.
+    /// SIGUSR1, then waits for the whole new report on stdout; returns it.
     pub fn report(&self) -> String {
         let before = self.stdout().len();
         self.signal(libc::SIGUSR1);
         assert!(
             poll(Duration::from_secs(10), || {
                 let s = self.stdout();
-                s.len() > before && s[before..].contains("\nfdb: ")
+                s.len() > before && s[before..].contains("end of report\n")
             }),
             "{}: no report on SIGUSR1; log:\n{}",
             self.label,
             self.log()
         );
-        // Let the rest of the report land.
-        poll(Duration::from_secs(2), || false);
         self.stdout()[before..].to_string()
     }
 
@@ -327,6 +325,32 @@ pub fn start_server(ns: &Netns, extra: &[&str]) -> Proc {
         p.log()
     );
     p
+}
+
+/// Waits until TCP to `addr` through the tunnel gets an answer (a refused
+/// connection counts: the path works), proving the link is up without ICMP.
+pub fn tcp_reachable(ns: &Netns, addr: &'static str, within: Duration) -> bool {
+    poll(within, || {
+        ns.enter(move || {
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))
+        })
+        .map_or_else(
+            |e| e.kind() == std::io::ErrorKind::ConnectionRefused,
+            |_| true,
+        )
+    })
+}
+
+/// A child process killed and reaped on drop (e.g. tcpdump).
+pub struct KillOnDrop(pub Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Starts a client with TAP address `198.19.0.<host>/24`.

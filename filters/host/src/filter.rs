@@ -97,7 +97,7 @@ impl FilterStats {
             }
             _ => {
                 if w.2 > 0 {
-                    log::warn!("filter log: {} lines suppressed", w.2);
+                    log::warn!("filter log: {} lines suppressed in the last second", w.2);
                 }
                 *w = (Some(now), 1, 0);
                 true
@@ -278,7 +278,15 @@ impl Filter {
                     error,
                 };
                 let file = File::create(path).map_err(|e| cap_err(e.to_string()))?;
-                let w = PcapWriter::new(file).map_err(|e| cap_err(e.to_string()))?;
+                // Snap length above the largest frame (MTU 65535 + headers);
+                // pcap-file's default of 65535 would refuse jumbo frames.
+                let header = pcap_file::pcap::PcapHeader {
+                    snaplen: 262_144,
+                    endianness: pcap_file::Endianness::native(),
+                    ..Default::default()
+                };
+                let w =
+                    PcapWriter::with_header(file, header).map_err(|e| cap_err(e.to_string()))?;
                 Some(Arc::new(Mutex::new(w)))
             }
         };
@@ -532,9 +540,12 @@ impl Filter {
             self.stats.passed.fetch_add(1, Relaxed);
             return Ok(Outcome::Pass);
         }
-        if verdict < abi::MIN_FRAME || verdict as usize > cap {
+        // A pass may grow the frame, but never beyond the node's max frame
+        // plus one VLAN tag (nor beyond the buffer).
+        let limit = cap.min(self.max_frame + abi::CAPACITY_SLACK as usize);
+        if verdict < abi::MIN_FRAME || verdict as usize > limit {
             return Err(format!(
-                "verdict {verdict} out of bounds (drop is -1, pass is 0 or {}..={cap})",
+                "verdict {verdict} out of bounds (drop is -1, pass is 0 or {}..={limit})",
                 abi::MIN_FRAME
             ));
         }

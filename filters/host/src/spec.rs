@@ -56,7 +56,7 @@ impl FilterSpec {
     }
 
     /// Parses `FILE[:key=value,...]`. The file part ends at the first `:`
-    /// that is followed by `key=`; paths with other colons keep working.
+    /// if an `=` follows it anywhere; otherwise the whole string is the file.
     pub fn parse(s: &str) -> Result<Self, FilterError> {
         let bad = |m: String| FilterError::BadSpec(format!("{s:?}: {m}"));
         let (file, opts) = match s.find(':') {
@@ -84,9 +84,19 @@ impl FilterSpec {
                         _ => return Err(bad(format!("on_fault={v}: expected closed or open"))),
                     }
                 }
-                "unload_after" => spec.unload_after = Some(num(v)?.max(1) as u32),
+                "unload_after" => {
+                    let n =
+                        u32::try_from(num(v)?).map_err(|_| bad(format!("{k}={v}: too large")))?;
+                    spec.unload_after = Some(n.max(1));
+                }
                 "fuel" => spec.fuel = num(v)?.max(1),
-                "memory_mb" => spec.memory_bytes = (num(v)? as usize).max(1) << 20,
+                "memory_mb" => {
+                    spec.memory_bytes = usize::try_from(num(v)?)
+                        .ok()
+                        .filter(|mb| *mb <= 4096)
+                        .map(|mb| mb.max(1) << 20)
+                        .ok_or_else(|| bad(format!("{k}={v}: at most 4096 (4 GiB)")))?;
+                }
                 "capture" => spec.capture = Some(PathBuf::from(v)),
                 _ => config.push(kv),
             }
@@ -114,5 +124,7 @@ mod tests {
         assert_eq!(s.on_fault, FaultPolicy::Closed);
         assert!(FilterSpec::parse("f.wat:on_fault=maybe").is_err());
         assert!(FilterSpec::parse(":a=b").is_err());
+        assert!(FilterSpec::parse("f.wat:unload_after=4294967296").is_err());
+        assert!(FilterSpec::parse("f.wat:memory_mb=99999999999999").is_err());
     }
 }

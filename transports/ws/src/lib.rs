@@ -254,12 +254,20 @@ fn make_link(ws: WebSocketStream<TcpStream>, remote: String) -> Link {
 }
 
 fn link_error(e: WsError) -> LinkError {
+    use async_tungstenite::tungstenite::error::ProtocolError;
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => LinkError::Closed,
+        // After the peer's Close, sending what was still queued is refused:
+        // that is the link closing, not a failure.
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::SendAfterClosing) => LinkError::Closed,
         WsError::Io(io) => LinkError::Io(io),
         other => LinkError::Protocol(other.to_string()),
     }
 }
+
+/// Control frames handled in one `poll_next` before yielding.
+const CONTROL_BURST: usize = 64;
 
 /// Maps WebSocket messages to frames.
 struct WsRx {
@@ -270,7 +278,9 @@ impl Stream for WsRx {
     type Item = Result<Frame, LinkError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
+        // Control frames are skipped here; bound how many in one poll so a
+        // peer sending pings at line rate cannot monopolise the thread.
+        for _ in 0..CONTROL_BURST {
             let msg = match self.rx.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -285,5 +295,7 @@ impl Stream for WsRx {
                 Err(e) => Some(Err(link_error(e))),
             });
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
