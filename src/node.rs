@@ -185,19 +185,21 @@ pub async fn until_stopped(w: &Wired, signals: &async_channel::Receiver<Signal>)
                 return;
             }
             Signal::Report => report(w),
-            Signal::Reload => reload(w),
+            Signal::Reload => reload(w).await,
         }
     }
 }
 
-/// SIGHUP: reload every filter chain atomically; a chain that fails to
-/// load keeps its old filters.
-fn reload(w: &Wired) {
+/// SIGHUP: reload every filter chain, each swapped atomically; a chain
+/// that fails to load keeps its old filters. Compiling wasm is slow, so it
+/// runs on a blocking thread, not on the executor.
+async fn reload(w: &Wired) {
     if w.chains.is_empty() {
         log::info!("SIGHUP: no filters to reload");
     }
     for c in &w.chains {
-        match c.reload() {
+        let chain = c.clone();
+        match smol::unblock(move || chain.reload()).await {
             Ok(n) => log::info!("SIGHUP: {} chain reloaded ({n} filters)", c.label()),
             Err(e) => log::error!(
                 "SIGHUP: {} chain not reloaded, keeping the old one: {e}",

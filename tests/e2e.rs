@@ -366,3 +366,31 @@ fn demo_exits_zero_and_prints_summary() {
         .unwrap_or_else(|| panic!("no frame count in:\n{stdout}"));
     assert!(switched > 0, "{stdout}");
 }
+
+#[test]
+fn a_message_past_the_hard_limit_closes_only_that_link() {
+    if !root_or_skip("hard_limit") {
+        return;
+    }
+    let h = two_hosts("hard", &[]);
+    let _client = start_client(&h.cli, WS_URL, 2);
+    assert!(h.cli.ping_until(SRV_TAP, UP));
+    let tcp = h
+        .cli
+        .enter(|| TcpStream::connect("198.18.0.1:8080").unwrap());
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut ws, _) = tungstenite::client::client(WS_URL, tcp).expect("raw WebSocket handshake");
+    // MTU 1500: max frame 1522, hard limit 1522 + 65536 (spec/protocol.md §4).
+    let _ = ws.send(Message::binary(vec![0u8; 1522 + 65536 + 1]));
+    let deadline = std::time::Instant::now() + UP;
+    let mut closed = false;
+    while !closed && std::time::Instant::now() < deadline {
+        closed = matches!(ws.read(), Ok(Message::Close(_)) | Err(_));
+    }
+    assert!(
+        closed,
+        "the server kept a link that sent an over-limit message"
+    );
+    // Everyone else is still served.
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+}

@@ -10,14 +10,14 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use async_io::Async;
 use bytes::BytesMut;
-use futures::{AsyncRead, AsyncWrite, Sink, Stream};
+use futures::{AsyncWrite, Sink, Stream};
 
 use crate::frame::Frame;
 use crate::stats::LogLimiter;
@@ -284,19 +284,37 @@ impl Stream for TapRx {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.buf.len() <= this.max_frame {
-            let size = (this.max_frame * CHUNK_FRAMES).max(256 * 1024);
-            this.buf = BytesMut::zeroed(size);
-        }
         // One byte more than the largest frame: the kernel truncates a
         // longer frame silently, so a full read means "too long", and the
         // node counts it as oversize instead of forwarding a cut frame.
-        let max = this.max_frame + 1;
-        match Pin::new(&mut &*this.fd).poll_read(cx, &mut this.buf[..max]) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(0)) => Poll::Ready(None),
-            Poll::Ready(Ok(n)) => Poll::Ready(Some(Ok(Frame::new(this.buf.split_to(n).freeze())))),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(LinkError::Io(e)))),
+        let want = this.max_frame + 1;
+        if this.buf.capacity() < want {
+            // A fresh chunk, not zeroed: read(2) writes before we look.
+            this.buf = BytesMut::with_capacity((this.max_frame * CHUNK_FRAMES).max(256 * 1024));
+        }
+        loop {
+            let spare = this.buf.spare_capacity_mut();
+            // SAFETY: reading into the chunk's spare capacity, `want` bytes
+            // at most (checked above); the kernel initialises what it reports.
+            let n = unsafe { libc::read(this.fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+            if n > 0 {
+                // SAFETY: the kernel initialised n bytes.
+                unsafe { this.buf.set_len(n as usize) };
+                return Poll::Ready(Some(Ok(Frame::new(this.buf.split().freeze()))));
+            }
+            if n == 0 {
+                return Poll::Ready(None);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => match this.fd.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(LinkError::Io(e)))),
+                    Poll::Pending => return Poll::Pending,
+                },
+                io::ErrorKind::Interrupted => continue,
+                _ => return Poll::Ready(Some(Err(LinkError::Io(e)))),
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use etherws_core::{FilterChain, FilterContext, Frame, Verdict};
 
-use crate::filter::{Filter, Outcome, TIME_SAMPLE};
+use crate::filter::{Captures, Filter, Outcome, TIME_SAMPLE};
 
 thread_local! {
     /// Chain runs on this thread, for time sampling.
@@ -34,7 +34,7 @@ impl Chain {
         max_frame: usize,
         label: &'static str,
     ) -> Result<Chain, FilterError> {
-        let filters = Self::load_all(host, &specs, max_frame)?;
+        let filters = Self::load_all(host, &specs, max_frame, &Captures::new())?;
         Ok(Chain {
             host: host.clone(),
             max_frame,
@@ -48,10 +48,11 @@ impl Chain {
         host: &Host,
         specs: &ChainSpec,
         max_frame: usize,
+        captures: &Captures,
     ) -> Result<Vec<Arc<Filter>>, FilterError> {
         specs
             .iter()
-            .map(|s| host.load(s, max_frame).map(Arc::new))
+            .map(|s| Filter::load(host, s.clone(), max_frame, captures).map(Arc::new))
             .collect()
     }
 
@@ -59,7 +60,8 @@ impl Chain {
     /// error the old chain stays and the error is returned.
     pub fn reload(&self) -> Result<usize, FilterError> {
         let specs = self.specs.load_full();
-        let filters = Self::load_all(&self.host, &specs, self.max_frame)?;
+        let captures: Captures = self.filters().iter().filter_map(|f| f.capture()).collect();
+        let filters = Self::load_all(&self.host, &specs, self.max_frame, &captures)?;
         let n = filters.len();
         self.filters.store(Arc::new(filters));
         Ok(n)

@@ -1,8 +1,10 @@
 //! One loaded filter: its compiled module, its (lazily re-created) instance,
 //! the per-frame call, and its counters.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,18 +21,43 @@ use crate::imports::{self, HostState};
 use crate::spec::{FaultPolicy, FilterSpec};
 use crate::{FilterError, Host, EPOCH_DEADLINE_TICKS};
 
+/// A capture file's writer, shared by the filters (old and reloaded) that
+/// write to it.
+pub(crate) type CaptureWriter = Arc<Mutex<PcapWriter<File>>>;
+
+/// Capture writers already open, by path.
+pub(crate) type Captures = HashMap<PathBuf, CaptureWriter>;
+
 /// Counters of one filter (spec/filter-abi.md §5), shared across
 /// re-instantiations and reloads of the same filter object.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FilterStats {
     pub passed: AtomicU64,
     pub dropped: AtomicU64,
     pub rewritten: AtomicU64,
     pub faults: AtomicU64,
     pub time_ns: AtomicU64,
-    custom: Mutex<Vec<(String, AtomicU64)>>,
+    /// Names of the filter's own counters; values live in `values`, indexed
+    /// by id, so `counter_add` (per frame) takes no lock.
+    names: Mutex<Vec<String>>,
+    values: [AtomicU64; abi::MAX_COUNTERS],
     /// Guest log lines: (window start, lines in window, suppressed).
     log_window: Mutex<(Option<Instant>, u32, u64)>,
+}
+
+impl Default for FilterStats {
+    fn default() -> Self {
+        FilterStats {
+            passed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            time_ns: AtomicU64::new(0),
+            names: Mutex::new(Vec::new()),
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+            log_window: Mutex::new((None, 0, 0)),
+        }
+    }
 }
 
 const GUEST_LOG_PER_SEC: u32 = 10;
@@ -56,28 +83,29 @@ impl FilterStats {
             return -1;
         }
         let name = String::from_utf8_lossy(name).into_owned();
-        let mut c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = c.iter().position(|(n, _)| *n == name) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = names.iter().position(|n| *n == name) {
             return i as i32;
         }
-        if c.len() >= abi::MAX_COUNTERS {
+        if names.len() >= abi::MAX_COUNTERS {
             return -1;
         }
-        c.push((name, AtomicU64::new(0)));
-        (c.len() - 1) as i32
+        names.push(name);
+        (names.len() - 1) as i32
     }
 
     pub(crate) fn add_counter(&self, id: i32, delta: i64) {
-        let c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, v)) = usize::try_from(id).ok().and_then(|i| c.get(i)) {
+        if let Some(v) = usize::try_from(id).ok().and_then(|i| self.values.get(i)) {
             v.fetch_add(delta as u64, Relaxed);
         }
     }
 
     /// The filter's own named counters.
     pub fn custom(&self) -> Vec<(String, u64)> {
-        let c = self.custom.lock().unwrap_or_else(|e| e.into_inner());
-        c.iter()
+        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .zip(&self.values)
             .map(|(n, v)| (n.clone(), v.load(Relaxed)))
             .collect()
     }
@@ -137,7 +165,7 @@ pub struct Filter {
     pre: InstancePre<HostState>,
     host: Host,
     max_frame: usize,
-    capture: Option<Arc<Mutex<PcapWriter<File>>>>,
+    capture: Option<CaptureWriter>,
     instance: Mutex<Option<Instance>>,
     stats: Arc<FilterStats>,
     consecutive_faults: AtomicU32,
@@ -247,6 +275,7 @@ impl Filter {
         host: &Host,
         spec: FilterSpec,
         max_frame: usize,
+        captures: &Captures,
     ) -> Result<Filter, FilterError> {
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let bytes = std::fs::read(&spec.path).map_err(|error| FilterError::Io {
@@ -271,6 +300,9 @@ impl Filter {
             })?;
         let capture = match &spec.capture {
             None => None,
+            // A reload keeps writing the same file through the same writer
+            // (re-creating it would truncate it under the old chain's feet).
+            Some(path) if captures.contains_key(path) => captures.get(path).cloned(),
             Some(path) => {
                 let cap_err = |error: String| FilterError::Capture {
                     name: spec.name.clone(),
@@ -311,6 +343,11 @@ impl Filter {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The capture file and its writer, if the filter has one.
+    pub(crate) fn capture(&self) -> Option<(PathBuf, CaptureWriter)> {
+        Some((self.spec.capture.clone()?, self.capture.clone()?))
     }
 
     pub fn spec(&self) -> &FilterSpec {

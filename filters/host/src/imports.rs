@@ -37,6 +37,9 @@ fn memory_slice<'a>(
         .ok_or_else(|| wasmtime::Error::msg(format!("pointer {p}+{l} out of bounds")))
 }
 
+/// Longest guest log line kept; the rest is cut.
+const MAX_LOG_LINE: i32 = 1024;
+
 /// The set of imports the host offers, with their types, for load checks.
 pub(crate) const OFFERED: &[&str] = &[
     abi::names::LOG,
@@ -53,9 +56,16 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
         m,
         abi::names::LOG,
         |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
-            let text = String::from_utf8_lossy(memory_slice(&mut c, ptr, len)?).into_owned();
+            // Bounds are checked even for lines the rate limit drops, so a
+            // bad pointer is a fault whatever the timing.
+            memory_slice(&mut c, ptr, len)?;
+            if !c.data().stats.guest_log_allowed() {
+                return Ok(());
+            }
+            let line = memory_slice(&mut c, ptr, len.min(MAX_LOG_LINE))?;
+            let text = String::from_utf8_lossy(line).into_owned();
             let st = c.data();
-            if st.stats.guest_log_allowed() {
+            {
                 let name = &st.name;
                 match level {
                     abi::LOG_ERROR => log::error!("filter {name}: {text}"),

@@ -148,6 +148,6 @@ impl Host {
 
     /// Loads one filter for a node whose largest frame is `max_frame`.
     pub fn load(&self, spec: &FilterSpec, max_frame: usize) -> Result<Filter, FilterError> {
-        Filter::load(self, spec.clone(), max_frame)
+        Filter::load(self, spec.clone(), max_frame, &Default::default())
     }
 }

@@ -281,3 +281,56 @@ fn reload_keeps_old_chain_on_error() {
         "new chain swapped in"
     );
 }
+
+#[test]
+fn out_of_bounds_import_pointer_is_a_fault() {
+    let wat = module_with(
+        r#"(import "etherws" "log" (func $log (param i32 i32 i32)))"#,
+        "(call $log (i32.const 2) (i32.const 65000) (i32.const 10000)) local.get $len",
+        "i32.const 1",
+    );
+    let c = load("oob", &wat, "").unwrap();
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+    assert_eq!(c.filters()[0].stats().faults.load(Relaxed), 1);
+}
+
+#[test]
+fn wall_clock_deadline_backs_up_fuel() {
+    // With (practically) unlimited fuel, the epoch deadline cuts the loop.
+    let c = load(
+        "epoch",
+        &module("(loop $l (br $l)) local.get $len"),
+        ":fuel=1000000000000000",
+    )
+    .unwrap();
+    let t = Instant::now();
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Drop);
+    eprintln!("epoch deadline cut the loop after {:?}", t.elapsed());
+    assert_eq!(c.filters()[0].stats().faults.load(Relaxed), 1);
+}
+
+#[test]
+fn counters_and_logs_from_a_guest() {
+    let wat = module_with(
+        r#"(import "etherws" "counter_define" (func $def (param i32 i32) (result i32)))
+           (import "etherws" "counter_add" (func $add (param i32 i64)))
+           (import "etherws" "log" (func $log (param i32 i32 i32)))
+           (data (i32.const 16) "seen")
+           (global $id (mut i32) (i32.const -1))
+           (func (export "etherws_init") (param i32) (result i32)
+             (global.set $id (call $def (i32.const 16) (i32.const 4))) i32.const 0)"#,
+        "(call $add (global.get $id) (i64.const 2)) (call $log (i32.const 3) (i32.const 16) (i32.const 4)) i32.const 0",
+        "i32.const 1",
+    );
+    let c = load("counters", &wat, "").unwrap();
+    for _ in 0..3 {
+        assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Pass);
+    }
+    let filters = c.filters();
+    assert_eq!(filters[0].stats().custom(), vec![("seen".to_string(), 6)]);
+    assert!(
+        c.report().iter().any(|l| l.ends_with("counter seen=6")),
+        "{:?}",
+        c.report()
+    );
+}
