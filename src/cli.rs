@@ -71,9 +71,9 @@ pub struct SwitchArgs {
     #[arg(long, default_value_t = 300, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub ageing: u64,
-    /// Most MAC addresses (per VLAN) the forwarding table holds, across all
-    /// ports; when full, new stations are flooded, not learned. No per-port
-    /// limit: a TAP may bridge many VMs.
+    /// Most entries (VLAN, MAC) the forwarding table holds, across all
+    /// ports; when full, new stations are flooded, not learned. There is no
+    /// per-port limit: a TAP may bridge many VMs.
     #[arg(long, default_value_t = etherws_core::switch::DEFAULT_MAX_ENTRIES, value_name = "N",
           value_parser = clap::value_parser!(usize))]
     pub fdb_max: usize,

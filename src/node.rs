@@ -2,12 +2,11 @@
 //! housekeeping tasks, and reporting.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use etherws_core::tap::{Tap, TapConfig};
-use std::sync::Arc;
-
 use etherws_core::{Node, NodeConfig, PortConfig, PortEnd, PortKind, SwitchConfig};
 use etherws_filter::{Chain, FilterSpec, Host};
 use smol::Timer;
