@@ -140,18 +140,7 @@ macro_rules! export_abi {
 #[macro_export]
 macro_rules! export_filter {
     ($filter:path $(,)?) => {
-        $crate::export_abi!();
-
-        /// ABI export: the per-frame entry point.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn etherws_filter(
-            len: i32,
-            direction: i32,
-            port: i32,
-            port_kind: i32,
-        ) -> i32 {
-            $crate::__private::run_filter($filter, len, direction, port, port_kind)
-        }
+        $crate::__export_filter_entry!($filter);
 
         /// ABI export: configuration (this filter takes none).
         #[unsafe(no_mangle)]
@@ -160,6 +149,22 @@ macro_rules! export_filter {
         }
     };
     ($filter:path, init = $init:path $(,)?) => {
+        $crate::__export_filter_entry!($filter);
+
+        /// ABI export: configuration.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn etherws_init(config_len: i32) -> i32 {
+            $crate::__private::run_init($init, config_len)
+        }
+    };
+}
+
+/// The buffer exports and the per-frame entry point, shared by both forms
+/// of [`export_filter!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_filter_entry {
+    ($filter:path) => {
         $crate::export_abi!();
 
         /// ABI export: the per-frame entry point.
@@ -171,12 +176,6 @@ macro_rules! export_filter {
             port_kind: i32,
         ) -> i32 {
             $crate::__private::run_filter($filter, len, direction, port, port_kind)
-        }
-
-        /// ABI export: configuration.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn etherws_init(config_len: i32) -> i32 {
-            $crate::__private::run_init($init, config_len)
         }
     };
 }
