@@ -47,6 +47,7 @@ mod frame;
 mod global;
 mod host;
 mod line;
+mod sample;
 
 #[doc(hidden)]
 pub mod __private;
@@ -62,6 +63,7 @@ pub use host::{
     Level,
 };
 pub use line::{LineBuf, Mac};
+pub use sample::Sampler;
 
 /// Size of the frame buffer in bytes: 65536 + 64.
 ///

@@ -6,38 +6,30 @@
 #![no_std]
 
 use etherws_filter_sdk::{
-    capture, code, export_filter, parse_u64, Config, Counter, Ctx, Frame, Global, Scope, Verdict,
+    capture, code, export_filter, Config, Counter, Ctx, Frame, Global, Sampler, Scope, Verdict,
 };
 
 struct State {
     scope: Scope,
-    sample: u64,
-    /// Frames in scope seen so far.
-    seen: u64,
+    sample: Sampler,
     captured: Option<Counter>,
 }
 
 static STATE: Global<State> = Global::new(State {
     scope: Scope::ALL,
-    sample: 1,
-    seen: 0,
+    sample: Sampler::ALL,
     captured: None,
 });
 
 fn init(config: &Config) -> Result<(), i32> {
     let mut scope = Scope::ALL;
-    let mut sample = 1;
+    let mut sample = Sampler::ALL;
     for (key, value) in config {
         if scope.parse_key(key, value)? {
             continue;
         }
         match key {
-            "sample" => {
-                sample = match parse_u64(value) {
-                    Some(n) if n >= 1 => n,
-                    _ => return Err(code::BAD_VALUE),
-                }
-            }
+            "sample" => sample = Sampler::parse(value)?,
             _ => return Err(code::UNKNOWN_KEY),
         }
     }
@@ -45,7 +37,6 @@ fn init(config: &Config) -> Result<(), i32> {
     STATE.with(|s| {
         s.scope = scope;
         s.sample = sample;
-        s.seen = 0;
         s.captured = captured;
     });
     Ok(())
@@ -56,9 +47,7 @@ fn filter(frame: &mut Frame, ctx: &Ctx) -> Verdict {
         if !s.scope.matches(ctx) {
             return;
         }
-        let n = s.seen;
-        s.seen = n.wrapping_add(1);
-        if n % s.sample == 0 {
+        if s.sample.hit() {
             capture(frame);
             if let Some(c) = s.captured {
                 c.add(1);

@@ -5,42 +5,34 @@
 
 use core::fmt::Write;
 use etherws_filter_sdk::{
-    code, export_filter, log, parse_u64, Config, Counter, Ctx, Frame, Global, Level, LineBuf, Mac,
+    code, export_filter, log, Config, Counter, Ctx, Frame, Global, Level, LineBuf, Mac, Sampler,
     Scope, Verdict,
 };
 
 struct State {
     scope: Scope,
-    sample: u64,
+    sample: Sampler,
     level: Level,
-    /// Frames in scope seen so far.
-    seen: u64,
     logged: Option<Counter>,
 }
 
 static STATE: Global<State> = Global::new(State {
     scope: Scope::ALL,
-    sample: 1,
+    sample: Sampler::ALL,
     level: Level::Info,
-    seen: 0,
     logged: None,
 });
 
 fn init(config: &Config) -> Result<(), i32> {
     let mut scope = Scope::ALL;
-    let mut sample = 1;
+    let mut sample = Sampler::ALL;
     let mut level = Level::Info;
     for (key, value) in config {
         if scope.parse_key(key, value)? {
             continue;
         }
         match key {
-            "sample" => {
-                sample = match parse_u64(value) {
-                    Some(n) if n >= 1 => n,
-                    _ => return Err(code::BAD_VALUE),
-                }
-            }
+            "sample" => sample = Sampler::parse(value)?,
             "level" => level = Level::parse(value).ok_or(code::BAD_VALUE)?,
             _ => return Err(code::UNKNOWN_KEY),
         }
@@ -50,7 +42,6 @@ fn init(config: &Config) -> Result<(), i32> {
         s.scope = scope;
         s.sample = sample;
         s.level = level;
-        s.seen = 0;
         s.logged = logged;
     });
     Ok(())
@@ -83,9 +74,7 @@ fn filter(frame: &mut Frame, ctx: &Ctx) -> Verdict {
         if !s.scope.matches(ctx) {
             return;
         }
-        let n = s.seen;
-        s.seen = n.wrapping_add(1);
-        if n % s.sample != 0 {
+        if !s.sample.hit() {
             return;
         }
         let mut line = LineBuf::new();
