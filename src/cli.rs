@@ -82,6 +82,16 @@ pub struct SwitchArgs {
     #[arg(long, default_value_t = etherws_core::node::DEFAULT_QUEUE_LEN, value_name = "FRAMES",
           value_parser = clap::value_parser!(usize))]
     pub queue: usize,
+    /// Bytes of frames queued per port before new ones are dropped (with
+    /// --queue, bounds the memory a slow peer can hold).
+    #[arg(long, default_value_t = etherws_core::node::DEFAULT_QUEUE_BYTES, value_name = "BYTES",
+          value_parser = clap::value_parser!(usize))]
+    pub queue_bytes: usize,
+    /// Storm control: most broadcast, multicast and unknown-unicast frames
+    /// per second one port may flood to the others (0: no limit). Frames
+    /// over it are dropped and counted as drop_storm.
+    #[arg(long, default_value_t = etherws_core::node::DEFAULT_STORM_LIMIT, value_name = "FRAMES_PER_S")]
+    pub storm_limit: u32,
     /// WASM filter for frames entering the node from any port, as
     /// FILE[:key=value,...] (.wasm or .wat). Repeat for a chain, in order.
     /// Keys name, on_fault=closed|open, unload_after, fuel, memory_mb and

@@ -39,6 +39,14 @@ impl Backoff {
     }
 }
 
+/// Whether a link that just ended was a working one: it stayed up
+/// [`STABLE`] or carried frames both ways. A server that accepts and drops
+/// at once keeps backing off; a server restarted under a working client is
+/// redialled within a few hundred milliseconds.
+fn link_worked(up: Duration, c: &etherws_core::Counts) -> bool {
+    up >= STABLE || (c.rx_frames > 0 && c.tx_frames > 0)
+}
+
 pub async fn run(
     ex: Ex,
     args: ClientArgs,
@@ -70,15 +78,22 @@ pub async fn run(
         async move {
             let mut failures = 0u32;
             loop {
+                if node.is_closing() {
+                    return Ok(());
+                }
                 match registry.connect(&url).await {
                     Ok(link) => {
                         log::info!("connected to {url} ({})", link.peer);
                         failures = 0;
                         let up = Instant::now();
                         let port = node.attach(link, PortKind::Link, PortConfig::default());
+                        let counters = port.counters.clone();
                         let end = run_port(&ex, port).await;
-                        if up.elapsed() >= STABLE {
+                        if link_worked(up.elapsed(), &counters.snapshot()) {
                             backoff.reset();
+                        }
+                        if node.is_closing() {
+                            return Ok(());
                         }
                         if once {
                             return match end {
@@ -114,16 +129,23 @@ pub async fn run(
         }
     };
 
+    // The link loop runs as its own task: on a stop it must not be dropped
+    // mid-port (that would cancel the writer before it sent its Close).
+    let mut links: smol::Task<Result<()>> = ex.spawn(links);
     let stopped = until_stopped(&wired, &signals).map(|_| Ok(()));
-    let links = links.boxed();
     let tap = tap.map(|end| Err(anyhow::anyhow!("TAP device failed: {end:?}")));
-    let result = match future::select(stopped.boxed(), future::select(links, tap.boxed())).await {
-        Either::Left((r, _)) => r,
-        Either::Right((Either::Left((r, _)), _)) => r,
-        Either::Right((Either::Right((r, _)), _)) => r,
-    };
+    let result =
+        match future::select(stopped.boxed(), future::select(&mut links, tap.boxed())).await {
+            Either::Left((r, _)) => r,
+            Either::Right((Either::Left((r, _)), _)) => r,
+            Either::Right((Either::Right((r, _)), _)) => r,
+        };
     report(&wired);
+    // Every port closes in order (Close sent, the server's awaited, within
+    // the grace period); only then is the link loop (now idle, or waiting
+    // to redial) dropped.
     shutdown(&node).await;
+    drop(links);
     result
 }
 

@@ -56,9 +56,42 @@ fn real_main(cli: Cli) -> Result<()> {
     }
 }
 
+/// A panic is a bug; the port it happened in ends (the node catches it
+/// per port) and the log gets one line saying where, not a multi-line dump.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        log::error!("internal error (panic){at}: {msg}");
+    }));
+}
+
+/// Raises the soft limit on open files to the hard one: a hub holds one
+/// socket per client.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    install_panic_hook();
+    raise_fd_limit();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

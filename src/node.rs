@@ -2,6 +2,7 @@
 //! housekeeping tasks, and reporting.
 
 use std::io::Write;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,14 @@ use crate::runtime::{Ex, Signal};
 pub struct Wired {
     pub node: Node,
     pub chains: Vec<Arc<Chain>>,
+    /// Node-level counters for the report (name, value).
+    pub counters: Vec<(&'static str, Arc<AtomicU64>)>,
+}
+
+impl Wired {
+    pub fn add_counter(&mut self, name: &'static str, value: Arc<AtomicU64>) {
+        self.counters.push((name, value));
+    }
 }
 
 /// Builds the node with its ingress and egress filter chains.
@@ -27,6 +36,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
         return Ok(Wired {
             node: Node::new(cfg),
             chains: Vec::new(),
+            counters: Vec::new(),
         });
     }
     let host = Host::new().context("starting the WASM filter host")?;
@@ -51,12 +61,15 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
     Ok(Wired {
         node: Node::with_filters(cfg, ingress.clone(), egress.clone()),
         chains: vec![ingress, egress],
+        counters: Vec::new(),
     })
 }
 
 pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
     let mut cfg = NodeConfig::for_mtu(usize::from(tap.mtu));
     cfg.queue_len = sw.queue.max(1);
+    cfg.queue_bytes = sw.queue_bytes.max(1);
+    cfg.storm_limit = sw.storm_limit;
     cfg.switch = SwitchConfig {
         ageing: Duration::from_secs(sw.ageing),
         hub: sw.hub,
@@ -84,27 +97,48 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
     Ok(ex.spawn(async move { run_port(&ex2, port).await }))
 }
 
-/// How long a detached port's writer may take to send what is queued and a
-/// Close; after that it is cancelled (a peer that stopped reading must not
-/// hold a task, a socket and a full queue forever).
-const WRITER_GRACE: Duration = Duration::from_secs(2);
+/// How long a detached port may take to send what is queued, its Close,
+/// and to receive the peer's Close; after that its tasks are dropped (a
+/// peer that stopped reading must not hold a task, a socket and a full
+/// queue forever), which closes the connection.
+pub const PORT_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs an attached port to its end: spawns the writer, waits for the
-/// reader, then gives the writer [`WRITER_GRACE`] to finish.
+/// Runs an attached port to its end: reader and writer run concurrently
+/// (the writer on its own task); once the port is detached, both get
+/// [`PORT_GRACE`] to finish.
 pub async fn run_port(ex: &Ex, port: etherws_core::AttachedPort) -> PortEnd {
+    use futures::future::{select, Either};
+    let id = port.id;
     let writer = ex.spawn(port.writer);
-    let end = port.reader.await;
-    if let futures::future::Either::Right((_, writer)) =
-        futures::future::select(writer, Timer::after(WRITER_GRACE)).await
-    {
-        drop(writer);
-        log::warn!(
-            "port {}: writer did not finish within {WRITER_GRACE:?}; cancelled",
-            port.id
-        );
+    let mut reader = port.reader;
+    // Until detached, the reader's end (or the detach) decides.
+    let end = match select(&mut reader, port.detached).await {
+        Either::Left((e, _)) => Some(e),
+        Either::Right(_) => None,
+    };
+    // Dropping `both` (at the deadline) cancels the writer task and drops
+    // the link, which closes the connection.
+    let both = async move {
+        let end = match end {
+            Some(e) => e,
+            None => reader.await,
+        };
+        writer.await;
+        end
+    };
+    match select(Box::pin(both), Timer::after(PORT_GRACE)).await {
+        Either::Left((end, _)) => end,
+        Either::Right(_) => {
+            log::warn!(
+                "port {id}: did not finish its close within {PORT_GRACE:?}; connection dropped"
+            );
+            PortEnd::Detached
+        }
     }
-    end
 }
+
+/// How often learning events are summed up in the log.
+const FDB_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 /// Periodic FDB expiry and optional counter logging.
 pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
@@ -116,6 +150,26 @@ pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
             let gone = n.expire();
             if gone > 0 {
                 log::debug!("fdb: {gone} entries aged out");
+            }
+        }
+    })
+    .detach();
+    // Learning is logged per station at debug level only (a peer spraying
+    // source MACs must not flood the log); this is the operator's view.
+    let n = node.clone();
+    ex.spawn(async move {
+        loop {
+            Timer::after(FDB_SUMMARY_EVERY).await;
+            let s = n.take_fdb_summary();
+            if s.learned + s.moved + s.not_learned > 0 {
+                log::info!(
+                    "fdb: {} stations learned, {} moved, {} not learned (table full) in the last {}s; {} entries",
+                    s.learned,
+                    s.moved,
+                    s.not_learned,
+                    FDB_SUMMARY_EVERY.as_secs(),
+                    s.entries
+                );
             }
         }
     })
@@ -141,6 +195,13 @@ pub fn report(w: &Wired) {
     let node = &w.node;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "frames switched: {}", node.frames_switched());
+    for (name, v) in &w.counters {
+        let _ = writeln!(
+            out,
+            "{name}: {}",
+            v.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     for p in node.ports() {
         let _ = writeln!(out, "{p}");
     }
@@ -166,11 +227,11 @@ pub fn report(w: &Wired) {
 }
 
 /// Detaches every port so links close cleanly (WebSocket Close frames),
-/// waiting at most two seconds for the writers to finish.
+/// waiting for every port to finish, at most [`PORT_GRACE`] and a little.
 pub async fn shutdown(node: &Node) {
     node.detach_all();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while node.live_writers() > 0 && std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + PORT_GRACE + Duration::from_millis(500);
+    while node.live_ports() > 0 && std::time::Instant::now() < deadline {
         Timer::after(Duration::from_millis(10)).await;
     }
 }

@@ -1,10 +1,13 @@
 //! `etherws server`: accept links and switch frames between them (and the
 //! TAP device, unless `--no-tap`).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etherws_core::{PortConfig, PortKind, Registry};
+use etherws_core::stats::{suppressed_note, LogLimiter};
+use etherws_core::{PortConfig, PortKind, Registry, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
@@ -15,6 +18,34 @@ use crate::node::{
     attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
 };
 use crate::runtime::{Ex, Signal};
+
+/// Connections that did not become ports (failed handshakes, refusals):
+/// counted, and logged at most 20 lines per 10 s.
+struct Refused {
+    total: Arc<AtomicU64>,
+    log: LogLimiter,
+}
+
+impl Default for Refused {
+    fn default() -> Self {
+        Refused {
+            total: Arc::new(AtomicU64::new(0)),
+            log: LogLimiter::new(20, Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Refused {
+    fn note(&self, e: &TransportError) {
+        let total = self.total.fetch_add(1, Relaxed) + 1;
+        if let Some(s) = self.log.check(Instant::now()) {
+            log::warn!(
+                "connection refused: {e} ({total} in all){}",
+                suppressed_note(s)
+            );
+        }
+    }
+}
 
 pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
     if !path.starts_with('/') {
@@ -35,7 +66,7 @@ pub async fn run(
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
     let url = listen_url(&args.listen, &args.path)?;
-    let wired = build_node(&args.tap, &args.switch)?;
+    let mut wired = build_node(&args.tap, &args.switch)?;
     let node = wired.node.clone();
     let tap = if args.no_tap {
         None
@@ -58,31 +89,34 @@ pub async fn run(
     );
     spawn_housekeeping(&ex, &node, &args.switch);
 
+    let refused = Arc::new(Refused::default());
+    wired.add_counter("connections refused", refused.total.clone());
     let accept = {
         let ex = ex.clone();
         let node = node.clone();
+        let refused = refused.clone();
         async move {
             loop {
                 match listener.accept().await {
                     Ok(pending) => {
                         let node = node.clone();
                         let ex2 = ex.clone();
+                        let refused = refused.clone();
                         ex.spawn(async move {
                             match pending.await {
                                 Ok(link) => {
-                                    log::info!("client connected: {}", link.peer);
                                     let port =
                                         node.attach(link, PortKind::Link, PortConfig::default());
                                     run_port(&ex2, port).await;
                                 }
-                                Err(e) => log::warn!("connection refused: {e}"),
+                                Err(e) => refused.note(&e),
                             }
                         })
                         .detach();
                     }
                     Err(e) => {
                         // E.g. out of file descriptors: back off briefly, keep serving.
-                        log::warn!("{e}");
+                        refused.note(&e);
                         Timer::after(Duration::from_millis(100)).await;
                     }
                 }

@@ -126,9 +126,6 @@ fn hub_and_spoke_client_to_client_through_server() {
             "{mac} not in server FDB:\n{report}"
         );
     }
-    let log = server.log();
-    assert!(log.contains(&format!("fdb: learned {mac_a}")), "{log}");
-    assert!(log.contains(&format!("fdb: learned {mac_b}")), "{log}");
     // Two link ports and the TAP.
     assert_eq!(
         report.lines().filter(|l| l.starts_with("port ")).count(),

@@ -1,32 +1,43 @@
 //! The port runtime: attaches links (TAP devices, transport links) to a
 //! shared switch and moves frames between them.
 //!
-//! Each port gets a reader future (link → ingress filters → switch → output
-//! queues) and a writer future (queue → egress filters → link). Queues are
-//! bounded; a full queue drops and counts, so a slow peer loses its own
-//! frames instead of stalling everyone. The writer feeds every frame that is
-//! ready and flushes once. The caller spawns the futures on its runtime:
-//! core never picks one.
+//! Each port gets a reader future (link → checks → ingress filters → storm
+//! control → switch → output queues) and a writer future (queue → egress
+//! filters → link). Queues are bounded in frames and in bytes; a full queue
+//! drops and counts, so a slow peer loses its own frames instead of stalling
+//! everyone. The writer feeds every frame that is ready and flushes once,
+//! and polls the link's `poll_flush` whenever its task wakes, so a link can
+//! send its own control traffic (spec/transport.md). A panic inside either
+//! future is caught, logged and ends only that port. The caller spawns the
+//! futures on its runtime: core never picks one.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::future::{self, BoxFuture, Either};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, Verdict};
 use crate::frame::Frame;
-use crate::stats::{DropReason, PortCounters, PortStats};
+use crate::stats::{suppressed_note, DropReason, LogLimiter, PortCounters, PortStats};
 use crate::switch::{
     Decision, FdbRow, Learned, PortConfig, PortId, Switch, SwitchConfig, SwitchDrop,
 };
-use crate::transport::{Link, LinkError};
+use crate::transport::{FrameSink, FrameStream, Link, LinkError};
 use crate::wire::{self, EthernetFrame};
 
 /// Default per-port output queue length, in frames.
 pub const DEFAULT_QUEUE_LEN: usize = 1024;
+/// Default per-port output queue size, in frame bytes.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Default storm limit: flooded frames per second accepted from one port.
+pub const DEFAULT_STORM_LIMIT: u32 = 10_000;
 
 /// Node-wide settings.
 #[derive(Clone, Debug)]
@@ -34,8 +45,16 @@ pub struct NodeConfig {
     pub switch: SwitchConfig,
     /// Output queue length per port, in frames.
     pub queue_len: usize,
+    /// Output queue size per port, in bytes of frame data. A frame is
+    /// always admitted to an empty queue, so the bound is this plus one
+    /// max frame.
+    pub queue_bytes: usize,
     /// Largest frame accepted from any port (MTU + [`wire::MAX_OVERHEAD`]).
     pub max_frame: usize,
+    /// Storm control: most broadcast, multicast and unknown-unicast frames
+    /// per second that one port may flood (burst: one second's worth);
+    /// 0 turns it off. Frames over it are dropped as `storm`.
+    pub storm_limit: u32,
 }
 
 impl NodeConfig {
@@ -44,8 +63,40 @@ impl NodeConfig {
         NodeConfig {
             switch: SwitchConfig::default(),
             queue_len: DEFAULT_QUEUE_LEN,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             max_frame: mtu + wire::MAX_OVERHEAD,
+            storm_limit: DEFAULT_STORM_LIMIT,
         }
+    }
+}
+
+/// A port's output queue: an unbounded channel (its memory grows only with
+/// what is queued) bounded here in frames and bytes.
+struct QueueBound {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+impl QueueBound {
+    /// Reserves room for a frame of `len` bytes, or says there is none.
+    fn reserve(&self, len: usize) -> bool {
+        if self.frames.fetch_add(1, Relaxed) >= self.max_frames {
+            self.frames.fetch_sub(1, Relaxed);
+            return false;
+        }
+        let before = self.bytes.fetch_add(len, Relaxed);
+        if before > 0 && before + len > self.max_bytes {
+            self.release(len);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, len: usize) {
+        self.frames.fetch_sub(1, Relaxed);
+        self.bytes.fetch_sub(len, Relaxed);
     }
 }
 
@@ -53,14 +104,40 @@ struct Slot {
     kind: PortKind,
     name: String,
     queue: async_channel::Sender<Frame>,
+    bound: Arc<QueueBound>,
     counters: Arc<PortCounters>,
     /// Dropping this stops the port's reader.
     _stop: async_channel::Sender<()>,
 }
 
+impl Slot {
+    fn enqueue(&self, frame: Frame) {
+        let len = frame.len();
+        if !self.bound.reserve(len) {
+            self.counters.count_drop(DropReason::QueueFull);
+            return;
+        }
+        if self.queue.try_send(frame).is_err() {
+            // Closed: the port is going away.
+            self.bound.release(len);
+        }
+    }
+}
+
 struct Fabric {
     switch: Switch,
     slots: HashMap<PortId, Slot>,
+}
+
+/// Forwarding-table events since the last [`Node::take_fdb_summary`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdbSummary {
+    pub learned: u64,
+    pub moved: u64,
+    /// Stations not learned because the table was full.
+    pub not_learned: u64,
+    /// Entries in the table now.
+    pub entries: usize,
 }
 
 struct Inner {
@@ -69,21 +146,29 @@ struct Inner {
     ingress: Arc<dyn FilterChain>,
     egress: Arc<dyn FilterChain>,
     switched: AtomicU64,
-    /// Writer futures not yet finished (for a clean shutdown).
-    writers: AtomicUsize,
+    /// Ports whose reader or writer future has not ended yet.
+    live: AtomicUsize,
     /// Set by [`Node::detach_all`]: ports attached afterwards start detached.
     closing: AtomicBool,
-    /// Rate limit for "FDB full" warnings.
-    fdb_full_log: crate::stats::LogLimiter,
+    learned: AtomicU64,
+    moved: AtomicU64,
+    not_learned: AtomicU64,
+    /// Per-station learn/move lines (debug level).
+    learn_log: LogLimiter,
+    /// "Table full" warnings.
+    fdb_full_log: LogLimiter,
+    /// Port attach/end lines: a peer that reconnects in a loop must not
+    /// flood the log.
+    link_log: LogLimiter,
 }
 
-/// Decrements the live-writer count when a writer future ends or is
-/// dropped (cancelled) without finishing.
-struct WriterGuard(Arc<Inner>);
+/// Ends the port's life (for [`Node::live_ports`]) when both its futures
+/// are done or dropped.
+struct LiveGuard(Arc<Inner>);
 
-impl Drop for WriterGuard {
+impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.writers.fetch_sub(1, Relaxed);
+        self.0.live.fetch_sub(1, Relaxed);
     }
 }
 
@@ -102,16 +187,32 @@ pub enum PortEnd {
     Failed(LinkError),
     /// The node detached the port (shutdown, or its writer failed).
     Detached,
+    /// A bug: the port's reader or writer panicked (the message).
+    Panicked(String),
 }
 
-/// A port just attached: its id and the two futures that run it.
+/// A port just attached: its id and the futures that run it.
 pub struct AttachedPort {
     pub id: PortId,
     pub counters: Arc<PortCounters>,
-    /// Reads the link until it ends, then detaches the port.
+    /// Reads the link until it ends, then detaches the port. Once the port
+    /// is detached, a link's reader keeps reading (and discarding) until
+    /// the peer ends the link, so the peer's Close is received; the caller
+    /// bounds that wait (see [`AttachedPort::detached`]).
     pub reader: BoxFuture<'static, PortEnd>,
-    /// Writes switched frames to the link until the port is detached.
+    /// Writes switched frames to the link until the port is detached, then
+    /// what is still queued, then closes the link.
     pub writer: BoxFuture<'static, ()>,
+    /// Resolves once the port is detached: from then on, the caller should
+    /// give the reader and writer a grace period and then drop them.
+    pub detached: BoxFuture<'static, ()>,
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl Node {
@@ -134,9 +235,14 @@ impl Node {
                 ingress,
                 egress,
                 switched: AtomicU64::new(0),
-                writers: AtomicUsize::new(0),
+                live: AtomicUsize::new(0),
                 closing: AtomicBool::new(false),
-                fdb_full_log: Default::default(),
+                learned: AtomicU64::new(0),
+                moved: AtomicU64::new(0),
+                not_learned: AtomicU64::new(0),
+                learn_log: LogLimiter::new(20, Duration::from_secs(1)),
+                fdb_full_log: LogLimiter::new(1, Duration::from_secs(60)),
+                link_log: LogLimiter::new(20, Duration::from_secs(10)),
             }),
         }
     }
@@ -151,9 +257,23 @@ impl Node {
         self.inner.fabric.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Attaches `link` as a new port. Spawn both returned futures.
+    /// Logs a port lifecycle line, rate-limited node-wide.
+    fn link_line(&self, level: log::Level, msg: std::fmt::Arguments<'_>) {
+        if let Some(s) = self.inner.link_log.check(Instant::now()) {
+            log::log!(level, "{msg}{}", suppressed_note(s));
+        }
+    }
+
+    /// Attaches `link` as a new port. Spawn the returned reader and writer
+    /// (and bound them once `detached` resolves).
     pub fn attach(&self, link: Link, kind: PortKind, cfg: PortConfig) -> AttachedPort {
-        let (qtx, qrx) = async_channel::bounded(self.inner.cfg.queue_len.max(1));
+        let (qtx, qrx) = async_channel::unbounded();
+        let bound = Arc::new(QueueBound {
+            frames: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_frames: self.inner.cfg.queue_len.max(1),
+            max_bytes: self.inner.cfg.queue_bytes.max(1),
+        });
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let counters = Arc::new(PortCounters::default());
         let name = link.peer.to_string();
@@ -172,6 +292,7 @@ impl Node {
                         kind,
                         name: name.clone(),
                         queue: qtx,
+                        bound: bound.clone(),
                         counters: counters.clone(),
                         _stop: stop_tx,
                     },
@@ -179,80 +300,142 @@ impl Node {
             }
             id
         };
-        log::info!("port {id} attached: {} {name}", kind.as_str());
+        self.inner.live.fetch_add(1, Relaxed);
+        let live = Arc::new(LiveGuard(self.inner.clone()));
+        self.link_line(
+            log::Level::Info,
+            format_args!("port {id} attached: {} {name}", kind.as_str()),
+        );
         let Link { rx, tx, .. } = link;
         let reader = {
             let node = self.clone();
             let counters = counters.clone();
             let name = name.clone();
+            let stop_rx = stop_rx.clone();
+            let live = live.clone();
             async move {
-                let read = node.read_loop(id, kind, rx, &counters).boxed();
-                let stop = stop_rx.recv().map(|_| PortEnd::Detached).boxed();
-                let end = match future::select(read, stop).await {
-                    Either::Left((end, _)) | Either::Right((end, _)) => end,
+                let _live = live;
+                let started = Instant::now();
+                let mut rx = rx;
+                let end = {
+                    let read = AssertUnwindSafe(node.read_loop(id, kind, &mut rx, &counters))
+                        .catch_unwind()
+                        .map(|r| r.unwrap_or_else(|p| PortEnd::Panicked(panic_message(&*p))));
+                    let stop = stop_rx.recv().map(|_| PortEnd::Detached);
+                    match future::select(Box::pin(read), Box::pin(stop)).await {
+                        Either::Left((end, _)) | Either::Right((end, _)) => end,
+                    }
                 };
                 node.detach(id);
+                let took = started.elapsed().as_secs_f64();
+                let c = counters.snapshot();
                 match &end {
-                    PortEnd::Failed(e) => log::warn!("port {id} ({name}) failed: {e}"),
-                    PortEnd::Closed => log::info!("port {id} ({name}) closed by peer"),
-                    PortEnd::Detached => log::info!("port {id} ({name}) detached"),
+                    PortEnd::Failed(e) => node.link_line(
+                        log::Level::Warn,
+                        format_args!("port {id} ({name}) failed after {took:.1}s: {e}; {c}"),
+                    ),
+                    PortEnd::Panicked(m) => log::error!(
+                        "port {id} ({name}) ended by an internal error (panic: {m}); \
+                         the node keeps serving the other ports; {c}"
+                    ),
+                    PortEnd::Closed => node.link_line(
+                        log::Level::Info,
+                        format_args!("port {id} ({name}) closed by peer after {took:.1}s; {c}"),
+                    ),
+                    PortEnd::Detached => node.link_line(
+                        log::Level::Info,
+                        format_args!("port {id} ({name}) detached after {took:.1}s; {c}"),
+                    ),
                 }
-                log::info!("port {id} final counters: {}", counters.snapshot());
+                if matches!(end, PortEnd::Detached) && kind == PortKind::Link {
+                    // Our writer sends a Close; read until the peer's
+                    // answer ends the link (bounded by the caller).
+                    let _ = AssertUnwindSafe(drain(&mut rx)).catch_unwind().await;
+                }
                 end
             }
             .boxed()
         };
-        self.inner.writers.fetch_add(1, Relaxed);
-        let guard = WriterGuard(self.inner.clone());
         let writer = {
             let node = self.clone();
             let counters = counters.clone();
+            let name = name.clone();
             async move {
-                let _guard = guard;
-                node.write_loop(id, kind, name, qrx, tx, &counters).await
+                let _live = live;
+                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, tx, &counters))
+                    .catch_unwind()
+                    .await;
+                if let Err(p) = w {
+                    log::error!(
+                        "port {id} ({name}) writer ended by an internal error (panic: {}); port detached",
+                        panic_message(&*p)
+                    );
+                    node.detach(id);
+                }
             }
             .boxed()
         };
+        let detached = async move {
+            let _ = stop_rx.recv().await;
+        }
+        .boxed();
         AttachedPort {
             id,
             counters,
             reader,
             writer,
+            detached,
         }
     }
 
     /// Detaches a port: flushes its FDB entries, stops its reader, and lets
-    /// its writer finish what is queued. Idempotent.
+    /// its writer finish what is queued and close the link. Idempotent.
     pub fn detach(&self, id: PortId) -> bool {
-        let mut fab = self.fabric();
-        fab.switch.remove_port(id);
-        fab.slots.remove(&id).is_some()
+        let slot = {
+            let mut fab = self.fabric();
+            fab.switch.remove_port(id);
+            fab.slots.remove(&id)
+        };
+        // Dropped outside the lock: waking the port's tasks must not hold
+        // up other ports.
+        slot.is_some()
     }
 
     /// Detaches every port (shutdown). Writers send what is queued, close
-    /// their links cleanly (a WebSocket Close frame), and finish; wait for
-    /// [`Node::live_writers`] to reach zero before exiting.
+    /// their links cleanly (a WebSocket Close frame), and readers wait for
+    /// the peers' answers; wait for [`Node::live_ports`] to reach zero (with
+    /// a deadline) before exiting.
     pub fn detach_all(&self) {
         self.inner.closing.store(true, Relaxed);
-        let mut fab = self.fabric();
-        let ids: Vec<PortId> = fab.slots.keys().copied().collect();
-        for id in ids {
-            fab.switch.remove_port(id);
-            fab.slots.remove(&id);
-        }
+        let slots: Vec<Slot> = {
+            let mut fab = self.fabric();
+            let ids: Vec<PortId> = fab.slots.keys().copied().collect();
+            ids.into_iter()
+                .filter_map(|id| {
+                    fab.switch.remove_port(id);
+                    fab.slots.remove(&id)
+                })
+                .collect()
+        };
+        drop(slots);
     }
 
-    /// Writer futures that have not finished yet (spawned writers finish
-    /// soon after their port is detached).
-    pub fn live_writers(&self) -> usize {
-        self.inner.writers.load(Relaxed)
+    /// True once [`Node::detach_all`] ran: the node is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Relaxed)
+    }
+
+    /// Ports whose reader or writer future has not finished (or been
+    /// dropped) yet.
+    pub fn live_ports(&self) -> usize {
+        self.inner.live.load(Relaxed)
     }
 
     async fn read_loop(
         &self,
         id: PortId,
         kind: PortKind,
-        mut rx: crate::transport::FrameStream,
+        rx: &mut FrameStream,
         counters: &PortCounters,
     ) -> PortEnd {
         let ctx = FilterContext {
@@ -260,11 +443,18 @@ impl Node {
             port: id,
             port_kind: kind,
         };
+        let mut storm = StormBucket::new(self.inner.cfg.storm_limit);
         while let Some(item) = rx.next().await {
             match item {
                 Ok(frame) => {
                     counters.rx(frame.len());
-                    self.ingress(&ctx, frame, counters);
+                    self.ingress(&ctx, frame, counters, &mut storm);
+                }
+                Err(LinkError::Oversize(len)) => {
+                    counters.rx(len);
+                    let max = self.inner.cfg.max_frame;
+                    let detail = format_args!("{len} bytes > max {max}");
+                    self.count_drop(id, counters, DropReason::Oversize, &detail);
                 }
                 Err(e) if !e.is_fatal() => {
                     self.count_drop(id, counters, DropReason::NotAFrame, &e);
@@ -287,17 +477,19 @@ impl Node {
             log::warn!(
                 "port {id}: dropped frame ({reason}): {detail}; total {}{}",
                 counters.drops(reason),
-                if suppressed > 0 {
-                    format!(" ({suppressed} similar lines suppressed)")
-                } else {
-                    String::new()
-                }
+                suppressed_note(suppressed)
             );
         }
     }
 
     /// The per-frame ingress path: validate, filter, switch, enqueue.
-    fn ingress(&self, ctx: &FilterContext, mut frame: Frame, counters: &PortCounters) {
+    fn ingress(
+        &self,
+        ctx: &FilterContext,
+        mut frame: Frame,
+        counters: &PortCounters,
+        storm: &mut StormBucket,
+    ) {
         let len = frame.len();
         if len > self.inner.cfg.max_frame {
             let max = self.inner.cfg.max_frame;
@@ -322,6 +514,8 @@ impl Node {
             counters.count_drop(DropReason::IngressFilter);
             return;
         };
+        let group = view.dst().is_multicast();
+        let hub = self.inner.cfg.switch.hub;
         let now = Instant::now();
         let mut fab = self.fabric();
         let Fabric { switch, slots } = &mut *fab;
@@ -330,12 +524,22 @@ impl Node {
         match outcome.decision {
             Decision::Forward(p) => {
                 self.inner.switched.fetch_add(1, Relaxed);
-                enqueue(slots, p, frame);
+                if let Some(s) = slots.get(&p) {
+                    s.enqueue(frame);
+                }
             }
             Decision::Flood(ports) => {
-                self.inner.switched.fetch_add(1, Relaxed);
-                for p in ports {
-                    enqueue(slots, p, frame.clone());
+                // In hub mode every frame floods; only group traffic counts
+                // as a storm there.
+                if (group || !hub) && !storm.take(now) {
+                    counters.count_drop(DropReason::Storm);
+                } else {
+                    self.inner.switched.fetch_add(1, Relaxed);
+                    for p in ports {
+                        if let Some(s) = slots.get(&p) {
+                            s.enqueue(frame.clone());
+                        }
+                    }
                 }
             }
             Decision::Drop(SwitchDrop::VlanNotAllowed) => {
@@ -346,14 +550,25 @@ impl Node {
         drop(fab);
         // Log after unlocking: log I/O must not hold up other ports.
         if let Some(l) = learned {
-            self.log_learned(l);
+            self.note_learned(l, now);
         }
     }
 
-    fn log_learned(&self, l: Learned) {
+    /// Counts a learning event; per-station lines are debug level and
+    /// rate-limited, the periodic [`FdbSummary`] is what an operator sees.
+    fn note_learned(&self, l: Learned, now: Instant) {
+        let debug = log::log_enabled!(log::Level::Debug);
         match l {
             Learned::New { vlan, mac, port } => {
-                log::info!("fdb: learned {mac} vlan {vlan} on port {port}")
+                self.inner.learned.fetch_add(1, Relaxed);
+                if debug {
+                    if let Some(s) = self.inner.learn_log.check(now) {
+                        log::debug!(
+                            "fdb: learned {mac} vlan {vlan} on port {port}{}",
+                            suppressed_note(s)
+                        );
+                    }
+                }
             }
             Learned::Moved {
                 vlan,
@@ -361,28 +576,49 @@ impl Node {
                 from,
                 to,
             } => {
-                log::info!("fdb: {mac} vlan {vlan} moved from port {from} to port {to}")
+                self.inner.moved.fetch_add(1, Relaxed);
+                if debug {
+                    if let Some(s) = self.inner.learn_log.check(now) {
+                        log::debug!(
+                            "fdb: {mac} vlan {vlan} moved from port {from} to port {to}{}",
+                            suppressed_note(s)
+                        );
+                    }
+                }
             }
             Learned::TableFull { vlan, mac, port } => {
-                if let Some(suppressed) = self.inner.fdb_full_log.check(Instant::now()) {
+                self.inner.not_learned.fetch_add(1, Relaxed);
+                if let Some(s) = self.inner.fdb_full_log.check(now) {
                     log::warn!(
                         "fdb: table full ({} entries), not learning {mac} vlan {vlan} on port {port} \
-                         (its frames are flooded){}",
+                         (its frames are flooded; see the periodic fdb summary){}",
                         self.inner.cfg.switch.max_entries,
-                        if suppressed > 0 { format!("; {suppressed} similar lines suppressed") } else { String::new() }
+                        suppressed_note(s)
                     );
                 }
             }
         }
     }
 
+    /// Learning events since the last call, and the table size.
+    pub fn take_fdb_summary(&self) -> FdbSummary {
+        FdbSummary {
+            learned: self.inner.learned.swap(0, Relaxed),
+            moved: self.inner.moved.swap(0, Relaxed),
+            not_learned: self.inner.not_learned.swap(0, Relaxed),
+            entries: self.fabric().switch.fdb_len(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn write_loop(
         &self,
         id: PortId,
         kind: PortKind,
-        name: String,
+        name: &str,
         queue: async_channel::Receiver<Frame>,
-        mut tx: crate::transport::FrameSink,
+        bound: Arc<QueueBound>,
+        mut tx: FrameSink,
         counters: &PortCounters,
     ) {
         let ctx = FilterContext {
@@ -390,40 +626,38 @@ impl Node {
             port: id,
             port_kind: kind,
         };
-        let batch_max = self.inner.cfg.queue_len.max(1);
-        let egress = &self.inner.egress;
-        let result: Result<(), LinkError> = async {
-            while let Ok(first) = queue.recv().await {
-                let mut next = Some(first);
-                let mut fed = 0;
-                while let Some(mut frame) = next.take() {
-                    if egress.is_empty() || egress.filter(&ctx, &mut frame) == Verdict::Pass {
-                        let n = frame.len();
-                        tx.feed(frame).await?;
-                        counters.tx(n);
-                    } else {
-                        counters.count_drop(DropReason::EgressFilter);
-                    }
-                    fed += 1;
-                    if fed < batch_max {
-                        next = queue.try_recv().ok();
-                    }
+        let pump = Pump {
+            queue: Box::pin(queue),
+            bound,
+            tx: &mut tx,
+            held: None,
+            closed: false,
+            batch: self.inner.cfg.queue_len.max(1),
+            egress: &*self.inner.egress,
+            ctx,
+            counters,
+        };
+        match pump.await {
+            // Queue closed and drained: end the link in order.
+            Ok(()) => {
+                if let Err(e) = futures::SinkExt::close(&mut tx).await {
+                    log::debug!("port {id} ({name}): closing the link: {e}");
                 }
-                tx.flush().await?;
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            if matches!(e, LinkError::Closed) {
-                log::debug!("port {id} ({name}): link closed while writing");
-            } else {
-                log::warn!("port {id} ({name}): write failed: {e}");
+            Err(e) => {
+                if matches!(e, LinkError::Closed) {
+                    log::debug!("port {id} ({name}): link closed while writing");
+                } else if let Some(s) = counters.log_limiter().check(Instant::now()) {
+                    log::warn!(
+                        "port {id} ({name}): write failed: {e}{}",
+                        suppressed_note(s)
+                    );
+                }
+                // The sink is finished (never polled again); stop the
+                // reader too: the link is unusable.
+                self.detach(id);
             }
-            // Stop the reader too: the link is unusable.
-            self.detach(id);
         }
-        let _ = tx.close().await;
     }
 
     /// Removes FDB entries older than the ageing time; returns how many.
@@ -459,10 +693,126 @@ impl Node {
     }
 }
 
-fn enqueue(slots: &HashMap<PortId, Slot>, port: PortId, frame: Frame) {
-    let Some(slot) = slots.get(&port) else { return };
-    if let Err(async_channel::TrySendError::Full(_)) = slot.queue.try_send(frame) {
-        slot.counters.count_drop(DropReason::QueueFull);
+/// Reads and discards until the link ends or fails.
+async fn drain(rx: &mut FrameStream) {
+    while let Some(item) = rx.next().await {
+        if matches!(item, Err(ref e) if e.is_fatal()) {
+            return;
+        }
+    }
+}
+
+/// Token bucket for storm control: `rate` tokens per second, as many in
+/// the bucket at most.
+struct StormBucket {
+    rate: u32,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl StormBucket {
+    fn new(rate: u32) -> Self {
+        StormBucket {
+            rate,
+            tokens: f64::from(rate),
+            last: None,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let rate = f64::from(self.rate);
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate).min(rate);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The writer's engine: moves frames from the queue into the sink while it
+/// is ready, flushes, and polls the sink's flush on every wake-up (the link
+/// may have control traffic of its own). Resolves when the queue is closed
+/// and drained (`Ok`), or on the sink's first error (after which the sink
+/// is never polled again).
+struct Pump<'a> {
+    queue: Pin<Box<async_channel::Receiver<Frame>>>,
+    bound: Arc<QueueBound>,
+    tx: &'a mut FrameSink,
+    /// A frame taken from the queue (and through the egress filters),
+    /// waiting for the sink to be ready.
+    held: Option<Frame>,
+    closed: bool,
+    batch: usize,
+    egress: &'a dyn FilterChain,
+    ctx: FilterContext,
+    counters: &'a PortCounters,
+}
+
+impl Future for Pump<'_> {
+    type Output = Result<(), LinkError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut budget = this.batch;
+        while budget > 0 {
+            if this.held.is_none() {
+                if this.closed {
+                    break;
+                }
+                match this.queue.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(mut frame)) => {
+                        this.bound.release(frame.len());
+                        budget -= 1;
+                        if this.egress.is_empty()
+                            || this.egress.filter(&this.ctx, &mut frame) == Verdict::Pass
+                        {
+                            this.held = Some(frame);
+                        } else {
+                            this.counters.count_drop(DropReason::EgressFilter);
+                            continue;
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        this.closed = true;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            match this.tx.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(frame) = this.held.take() {
+                        let n = frame.len();
+                        this.tx.as_mut().start_send(frame)?;
+                        this.counters.tx(n);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // The sink wakes us when it can take more.
+                Poll::Pending => break,
+            }
+        }
+        if let Poll::Ready(Err(e)) = this.tx.as_mut().poll_flush(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if this.closed && this.held.is_none() {
+            // The close that follows flushes whatever is still buffered.
+            return Poll::Ready(Ok(()));
+        }
+        if budget == 0 {
+            // More may be ready: yield to other tasks, then continue.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 }
 
@@ -473,6 +823,7 @@ mod tests {
     use futures::channel::mpsc;
     use futures::executor::LocalPool;
     use futures::task::LocalSpawnExt;
+    use futures::{Sink, SinkExt};
 
     /// An in-memory link: returns the Link plus the far ends.
     fn mem_link(
@@ -504,6 +855,13 @@ mod tests {
         Frame::new(v)
     }
 
+    fn spawn_port(sp: &futures::executor::LocalSpawner, p: AttachedPort) -> Arc<PortCounters> {
+        let c = p.counters.clone();
+        sp.spawn_local(p.reader.map(drop)).unwrap();
+        sp.spawn_local(p.writer).unwrap();
+        c
+    }
+
     #[test]
     fn frames_cross_and_bad_input_is_counted() {
         let node = Node::new(NodeConfig::for_mtu(1500));
@@ -511,20 +869,12 @@ mod tests {
         let sp = pool.spawner();
         let (l1, in1, mut out1) = mem_link("a");
         let (l2, in2, mut out2) = mem_link("b");
-        let p1 = node.attach(l1, PortKind::Link, PortConfig::default());
-        let p2 = node.attach(l2, PortKind::Link, PortConfig::default());
-        let c1 = p1.counters.clone();
-        for f in [
-            p1.reader.map(drop).boxed(),
-            p1.writer,
-            p2.reader.map(drop).boxed(),
-            p2.writer,
-        ] {
-            sp.spawn_local(f).unwrap();
-        }
+        let c1 = spawn_port(&sp, node.attach(l1, PortKind::Link, PortConfig::default()));
+        spawn_port(&sp, node.attach(l2, PortKind::Link, PortConfig::default()));
         in1.unbounded_send(Ok(eth(0xb, 0xa, 60))).unwrap();
         in1.unbounded_send(Ok(eth(0xb, 0xa, 5))).unwrap();
         in1.unbounded_send(Ok(eth(0xb, 0xa, 3000))).unwrap();
+        in1.unbounded_send(Err(LinkError::Oversize(70000))).unwrap();
         in1.unbounded_send(Err(LinkError::NotAFrame("text message")))
             .unwrap();
         in2.unbounded_send(Ok(eth(0xa, 0xb, 100))).unwrap();
@@ -532,24 +882,27 @@ mod tests {
         assert_eq!(out2.try_recv().unwrap().len(), 60);
         assert_eq!(out1.try_recv().unwrap().len(), 100);
         let c = c1.snapshot();
-        assert_eq!(c.rx_frames, 3);
+        assert_eq!(c.rx_frames, 4);
         assert_eq!(c.tx_frames, 1);
         assert_eq!(c.drops(DropReason::Runt), 1);
-        assert_eq!(c.drops(DropReason::Oversize), 1);
+        assert_eq!(c.drops(DropReason::Oversize), 2);
         assert_eq!(c.drops(DropReason::NotAFrame), 1);
         assert_eq!(node.fdb().len(), 2);
         assert_eq!(node.frames_switched(), 2);
+        assert_eq!(node.take_fdb_summary().learned, 2);
         // Peer a goes away: its port is detached and its MAC flushed.
         drop(in1);
         pool.run_until_stalled();
         assert_eq!(node.ports().len(), 1);
         assert_eq!(node.fdb().len(), 1);
+        assert_eq!(node.live_ports(), 1);
     }
 
     #[test]
-    fn full_queue_drops_instead_of_blocking() {
+    fn full_queue_drops_by_frames_and_by_bytes() {
         let mut cfg = NodeConfig::for_mtu(1500);
         cfg.queue_len = 4;
+        cfg.queue_bytes = 250;
         let node = Node::new(cfg);
         let mut pool = LocalPool::new();
         let sp = pool.spawner();
@@ -565,6 +918,206 @@ mod tests {
             in1.unbounded_send(Ok(eth(0xff, 0xa, 60))).unwrap();
         }
         pool.run_until_stalled();
-        assert_eq!(c2.snapshot().drops(DropReason::QueueFull), 6);
+        assert_eq!(c2.snapshot().drops(DropReason::QueueFull), 6, "frame bound");
+        // A byte bound: 100-byte frames, 250 bytes: two fit, then a third
+        // would pass it (the queue now holds 4 × 60 = 240 bytes: none fit).
+        let (l3, _in3, _out3) = mem_link("slow2");
+        let p3 = node.attach(l3, PortKind::Link, PortConfig::default());
+        let c3 = p3.counters.clone();
+        let _w3 = p3.writer;
+        for _ in 0..3 {
+            in1.unbounded_send(Ok(eth(0xff, 0xa, 100))).unwrap();
+        }
+        pool.run_until_stalled();
+        assert_eq!(c3.snapshot().drops(DropReason::QueueFull), 1, "byte bound");
+    }
+
+    #[test]
+    fn storm_limit_drops_floods_but_not_known_unicast() {
+        let mut cfg = NodeConfig::for_mtu(1500);
+        cfg.storm_limit = 5;
+        let node = Node::new(cfg);
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (l1, in1, _o1) = mem_link("a");
+        let (l2, in2, mut out2) = mem_link("b");
+        let c1 = spawn_port(&sp, node.attach(l1, PortKind::Link, PortConfig::default()));
+        spawn_port(&sp, node.attach(l2, PortKind::Link, PortConfig::default()));
+        in2.unbounded_send(Ok(eth(0xff, 0xb, 60))).unwrap(); // b learned
+        pool.run_until_stalled();
+        for _ in 0..20 {
+            let mut f = eth(0, 0xa, 60).into_bytes().to_vec();
+            f[..6].copy_from_slice(&[0xff; 6]);
+            in1.unbounded_send(Ok(Frame::new(f))).unwrap();
+        }
+        for _ in 0..20 {
+            in1.unbounded_send(Ok(eth(0xb, 0xa, 60))).unwrap();
+        }
+        pool.run_until_stalled();
+        // The burst is 5; refill during the test adds a token per 200 ms.
+        let storm = c1.snapshot().drops(DropReason::Storm);
+        assert!((10..=15).contains(&storm), "{storm}");
+        let mut got = 0;
+        while out2.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 40 - storm, "every known unicast frame passes");
+    }
+
+    #[test]
+    fn storm_bucket_refills_at_its_rate() {
+        let t = Instant::now();
+        let mut b = StormBucket::new(2);
+        assert!(b.take(t) && b.take(t) && !b.take(t));
+        assert!(!b.take(t + Duration::from_millis(400)));
+        assert!(b.take(t + Duration::from_millis(600)));
+        assert!(b.take(t + Duration::from_secs(10)) && b.take(t + Duration::from_secs(10)));
+        assert!(
+            !b.take(t + Duration::from_secs(10)),
+            "burst capped at the rate"
+        );
+        let mut off = StormBucket::new(0);
+        assert!((0..1000).all(|_| off.take(t)));
+    }
+
+    /// A sink that fails once, then panics if polled again (the behaviour
+    /// of `sink_map_err` after completion that once killed a client).
+    struct FailOnce {
+        failed: bool,
+    }
+
+    impl Sink<Frame> for FailOnce {
+        type Error = LinkError;
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<(), LinkError>> {
+            assert!(!self.failed, "sink polled after its error");
+            self.failed = true;
+            Poll::Ready(Err(LinkError::Io(std::io::Error::other(
+                "connection reset",
+            ))))
+        }
+        fn start_send(self: Pin<&mut Self>, _: Frame) -> Result<(), LinkError> {
+            unreachable!()
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+            assert!(!self.failed, "sink polled after its error");
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+            assert!(!self.failed, "sink closed after its error");
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_failed_sink_is_never_polled_again_and_ends_only_its_port() {
+        let node = Node::new(NodeConfig::for_mtu(1500));
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (in_tx, in_rx) = mpsc::unbounded::<Result<Frame, LinkError>>();
+        let bad = Link {
+            rx: Box::pin(in_rx),
+            tx: Box::pin(FailOnce { failed: false }),
+            peer: PeerInfo {
+                scheme: "mem",
+                remote: "bad".into(),
+            },
+        };
+        let (l2, in2, _o2) = mem_link("good");
+        let p = node.attach(bad, PortKind::Link, PortConfig::default());
+        let (reader, writer) = (p.reader, p.writer);
+        let end = Arc::new(Mutex::new(None));
+        let e2 = end.clone();
+        sp.spawn_local(async move { *e2.lock().unwrap() = Some(reader.await) })
+            .unwrap();
+        let writer_done = Arc::new(AtomicBool::new(false));
+        let wd = writer_done.clone();
+        sp.spawn_local(async move {
+            writer.await;
+            wd.store(true, Relaxed);
+        })
+        .unwrap();
+        spawn_port(&sp, node.attach(l2, PortKind::Link, PortConfig::default()));
+        in2.unbounded_send(Ok(eth(0xff, 0xb, 60))).unwrap();
+        pool.run_until_stalled();
+        assert!(writer_done.load(Relaxed), "writer ended after the error");
+        // The reader was stopped and drains until its link ends.
+        drop(in_tx);
+        pool.run_until_stalled();
+        assert!(matches!(*end.lock().unwrap(), Some(PortEnd::Detached)));
+        assert_eq!(node.ports().len(), 1, "the good port stays");
+    }
+
+    #[test]
+    fn a_panicking_filter_ends_only_its_port() {
+        struct Boom;
+        impl FilterChain for Boom {
+            fn is_empty(&self) -> bool {
+                false
+            }
+            fn filter(&self, ctx: &FilterContext, _: &mut Frame) -> Verdict {
+                if ctx.port == PortId(1) {
+                    panic!("boom");
+                }
+                Verdict::Pass
+            }
+        }
+        let node = Node::with_filters(
+            NodeConfig::for_mtu(1500),
+            Arc::new(Boom),
+            Arc::new(NoFilter),
+        );
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (l1, in1, _o1) = mem_link("a");
+        let (l2, in2, _o2) = mem_link("b");
+        let (l3, _in3, mut out3) = mem_link("c");
+        let p1 = node.attach(l1, PortKind::Link, PortConfig::default());
+        let end = Arc::new(Mutex::new(None));
+        let e2 = end.clone();
+        let r1 = p1.reader;
+        sp.spawn_local(async move { *e2.lock().unwrap() = Some(r1.await) })
+            .unwrap();
+        sp.spawn_local(p1.writer).unwrap();
+        spawn_port(&sp, node.attach(l2, PortKind::Link, PortConfig::default()));
+        spawn_port(&sp, node.attach(l3, PortKind::Link, PortConfig::default()));
+        in1.unbounded_send(Ok(eth(0xff, 0xa, 60))).unwrap();
+        pool.run_until_stalled();
+        assert!(matches!(*end.lock().unwrap(), Some(PortEnd::Panicked(ref m)) if m == "boom"));
+        in2.unbounded_send(Ok(eth(0xff, 0xb, 60))).unwrap();
+        pool.run_until_stalled();
+        assert!(out3.try_recv().is_ok(), "the other ports still switch");
+        assert_eq!(node.ports().len(), 2);
+    }
+
+    #[test]
+    fn detach_all_closes_links_after_the_queue() {
+        let node = Node::new(NodeConfig::for_mtu(1500));
+        // Readers and writers on separate pools, to stop between them.
+        let mut readers = LocalPool::new();
+        let mut writers = LocalPool::new();
+        let (l1, in1, _o1) = mem_link("a");
+        let (l2, in2, mut out2) = mem_link("b");
+        for l in [l1, l2] {
+            let p = node.attach(l, PortKind::Link, PortConfig::default());
+            readers.spawner().spawn_local(p.reader.map(drop)).unwrap();
+            writers.spawner().spawn_local(p.writer).unwrap();
+        }
+        in1.unbounded_send(Ok(eth(0xff, 0xa, 60))).unwrap();
+        readers.run_until_stalled();
+        node.detach_all();
+        writers.run_until_stalled();
+        // The queued frame went out, then the close ended the channel.
+        assert_eq!(out2.try_recv().map(|f| f.len()), Ok(60));
+        assert!(out2.try_recv().is_err(), "nothing after the close");
+        assert_eq!(node.ports().len(), 0);
+        // Readers drain until their peers end the links.
+        readers.run_until_stalled();
+        assert_eq!(node.live_ports(), 2);
+        drop((in1, in2));
+        readers.run_until_stalled();
+        assert_eq!(node.live_ports(), 0);
     }
 }

@@ -28,10 +28,13 @@ pub enum DropReason {
     EgressFilter,
     /// The ingress port does not carry the frame's VLAN.
     VlanNotAllowed,
+    /// Broadcast, multicast or unknown-unicast flood beyond the port's
+    /// storm limit (`--storm-limit`).
+    Storm,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::NotAFrame,
@@ -39,6 +42,7 @@ impl DropReason {
         DropReason::IngressFilter,
         DropReason::EgressFilter,
         DropReason::VlanNotAllowed,
+        DropReason::Storm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +54,7 @@ impl DropReason {
             DropReason::IngressFilter => "ingress_filter",
             DropReason::EgressFilter => "egress_filter",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::Storm => "storm",
         }
     }
 
@@ -167,39 +172,62 @@ impl fmt::Display for PortStats {
     }
 }
 
-/// Lets at most one log line through per interval and counts the rest, so
-/// a peer spraying bad input cannot flood the log.
+/// Lets at most `burst` log lines through per interval and counts the
+/// rest, so a peer spraying bad input cannot flood the log. The next line
+/// that passes says how many were suppressed.
 #[derive(Debug)]
 pub struct LogLimiter {
-    state: Mutex<(Option<Instant>, u64)>,
+    /// (window start, lines let through in the window, suppressed since the
+    /// last line let through)
+    state: Mutex<(Option<Instant>, u32, u64)>,
     interval: Duration,
+    burst: u32,
 }
 
 impl Default for LogLimiter {
+    /// One line per second.
     fn default() -> Self {
-        LogLimiter {
-            state: Mutex::new((None, 0)),
-            interval: Duration::from_secs(1),
-        }
+        LogLimiter::new(1, Duration::from_secs(1))
     }
 }
 
 impl LogLimiter {
+    pub fn new(burst: u32, interval: Duration) -> Self {
+        LogLimiter {
+            state: Mutex::new((None, 0, 0)),
+            interval,
+            burst: burst.max(1),
+        }
+    }
+
     /// Returns `Some(suppressed)` if a line may be logged now (with the
     /// number of lines suppressed since the last one), `None` otherwise.
     pub fn check(&self, now: Instant) -> Option<u64> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match s.0 {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                s.1 += 1;
-                None
-            }
-            _ => {
-                let suppressed = s.1;
-                *s = (Some(now), 0);
-                Some(suppressed)
-            }
+        let in_window =
+            s.0.is_some_and(|start| now.saturating_duration_since(start) < self.interval);
+        if !in_window {
+            s.0 = Some(now);
+            s.1 = 0;
         }
+        if s.1 < self.burst {
+            s.1 += 1;
+            let suppressed = s.2;
+            s.2 = 0;
+            Some(suppressed)
+        } else {
+            s.2 += 1;
+            None
+        }
+    }
+}
+
+/// " (N similar lines suppressed)" or nothing: the tail of a limited line.
+pub fn suppressed_note(n: u64) -> String {
+    if n > 0 {
+        format!(" ({n} similar lines suppressed)")
+    } else {
+        String::new()
     }
 }
 
@@ -215,6 +243,10 @@ mod tests {
         assert_eq!(l.check(t), None);
         assert_eq!(l.check(t + Duration::from_millis(500)), None);
         assert_eq!(l.check(t + Duration::from_secs(2)), Some(2));
+        let b = LogLimiter::new(3, Duration::from_secs(10));
+        let lets: Vec<_> = (0..5).map(|_| b.check(t)).collect();
+        assert_eq!(lets, [Some(0), Some(0), Some(0), None, None]);
+        assert_eq!(b.check(t + Duration::from_secs(11)), Some(2));
     }
 
     #[test]

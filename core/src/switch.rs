@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::wire::{EthernetFrame, MacAddr};
 
-/// Identifies a port of one switch. Ids are never reused within a switch's
-/// life, so a log line or counter naming a port stays unambiguous.
+/// Identifies a port of one switch. Ids count up and are not reused until
+/// the 32-bit counter wraps (4 billion ports later), and never while a port
+/// holds them, so a log line or counter naming a port stays unambiguous.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub u32);
 
@@ -225,8 +226,15 @@ impl Switch {
     }
 
     pub fn add_port(&mut self, cfg: PortConfig) -> PortId {
-        let id = PortId(self.next_id);
-        self.next_id += 1;
+        // Wraps after 2^32 ports; skips 0 and ids still in use, so a live
+        // port (the TAP's included) is never shadowed.
+        let id = loop {
+            let id = PortId(self.next_id);
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if self.port(id).is_none() {
+                break id;
+            }
+        };
         self.ports.push(PortEntry { id, cfg });
         id
     }
@@ -574,6 +582,18 @@ mod tests {
         // Ids are not reused.
         let p4 = sw.add_port(PortConfig::default());
         assert!(p4 > p3);
+    }
+
+    #[test]
+    fn port_ids_wrap_without_shadowing_live_ports() {
+        let (mut sw, [p1, p2, _p3]) = three();
+        sw.remove_port(p2);
+        sw.next_id = u32::MAX;
+        assert_eq!(sw.add_port(PortConfig::default()), PortId(u32::MAX));
+        // 1 is still p1's: the counter skips it (and 0), reuses freed 2.
+        assert_eq!(p1, PortId(1));
+        assert_eq!(sw.add_port(PortConfig::default()), PortId(2));
+        assert_eq!(sw.ports().count(), 4);
     }
 
     #[test]

@@ -188,6 +188,7 @@ impl Tap {
             tx: Box::pin(TapTx {
                 fd: self.fd,
                 queue: VecDeque::new(),
+                queued_bytes: 0,
                 name: self.name.clone(),
                 refused: 0,
                 log_limit: LogLimiter::default(),
@@ -269,10 +270,11 @@ pub fn persistent_mac(device: &str) -> MacAddr {
     MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
-/// Frames are read into slices of one chunk; a chunk is replaced when less
-/// than one maximal frame is left, and freed when its last frame is.
-const CHUNK_FRAMES: usize = 64;
-
+/// Frames are read into one buffer of max frame + 1 bytes. A frame that
+/// fills at least half of it takes the buffer along (no copy; at most 2×
+/// its size pinned) and a new one is made; a smaller frame is copied out
+/// into a buffer of its own size and the read buffer is reused. Either way
+/// a queued frame pins at most twice its own size, never a shared chunk.
 struct TapRx {
     fd: Arc<Async<File>>,
     buf: BytesMut,
@@ -289,18 +291,27 @@ impl Stream for TapRx {
         // node counts it as oversize instead of forwarding a cut frame.
         let want = this.max_frame + 1;
         if this.buf.capacity() < want {
-            // A fresh chunk, not zeroed: read(2) writes before we look.
-            this.buf = BytesMut::with_capacity((this.max_frame * CHUNK_FRAMES).max(256 * 1024));
+            // Not zeroed: read(2) writes before we look.
+            this.buf = BytesMut::with_capacity(want);
         }
+        this.buf.clear();
         loop {
             let spare = this.buf.spare_capacity_mut();
-            // SAFETY: reading into the chunk's spare capacity, `want` bytes
+            // SAFETY: reading into the buffer's spare capacity, `want` bytes
             // at most (checked above); the kernel initialises what it reports.
             let n = unsafe { libc::read(this.fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
             if n > 0 {
-                // SAFETY: the kernel initialised n bytes.
-                unsafe { this.buf.set_len(n as usize) };
-                return Poll::Ready(Some(Ok(Frame::new(this.buf.split().freeze()))));
+                let n = n as usize;
+                let frame = if 2 * n >= want {
+                    // SAFETY: the kernel initialised n bytes.
+                    unsafe { this.buf.set_len(n) };
+                    std::mem::take(&mut this.buf).freeze()
+                } else {
+                    // SAFETY: as above; the slice is copied out at once.
+                    let data = unsafe { std::slice::from_raw_parts(this.buf.as_ptr(), n) };
+                    bytes::Bytes::copy_from_slice(data)
+                };
+                return Poll::Ready(Some(Ok(Frame::new(frame))));
             }
             if n == 0 {
                 return Poll::Ready(None);
@@ -324,13 +335,17 @@ impl Stream for TapRx {
 struct TapTx {
     fd: Arc<Async<File>>,
     queue: VecDeque<Frame>,
+    /// Bytes of frame data in `queue`.
+    queued_bytes: usize,
     name: String,
     /// Frames the kernel refused (device down, invalid frame); dropped.
     refused: u64,
     log_limit: LogLimiter,
 }
 
+/// `poll_ready` pushes back at this many queued frames or bytes.
 const TAP_TX_QUEUE: usize = 256;
+const TAP_TX_BYTES: usize = 1024 * 1024;
 
 impl TapTx {
     fn write_queued(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
@@ -363,7 +378,9 @@ impl TapTx {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(LinkError::Io(e))),
             }
-            self.queue.pop_front();
+            if let Some(f) = self.queue.pop_front() {
+                self.queued_bytes -= f.len();
+            }
         }
         Poll::Ready(Ok(()))
     }
@@ -374,7 +391,7 @@ impl Sink<Frame> for TapTx {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         let this = self.get_mut();
-        if this.queue.len() >= TAP_TX_QUEUE {
+        if this.queue.len() >= TAP_TX_QUEUE || this.queued_bytes >= TAP_TX_BYTES {
             this.write_queued(cx)
         } else {
             Poll::Ready(Ok(()))
@@ -382,7 +399,9 @@ impl Sink<Frame> for TapTx {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Frame) -> Result<(), LinkError> {
-        self.get_mut().queue.push_back(item);
+        let this = self.get_mut();
+        this.queued_bytes += item.len();
+        this.queue.push_back(item);
         Ok(())
     }
 

@@ -24,6 +24,11 @@ pub enum LinkError {
     /// message). Not fatal: the node counts it, drops it and keeps reading.
     #[error("not a frame: {0}")]
     NotAFrame(&'static str),
+    /// The peer sent a frame longer than the node's max frame, which the
+    /// transport skipped without buffering it (carries its length). Not
+    /// fatal: the node counts it as `oversize` and keeps reading.
+    #[error("frame of {0} bytes exceeds the max frame")]
+    Oversize(usize),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
     /// The peer broke the transport's protocol; the link is unusable.
@@ -36,7 +41,7 @@ pub enum LinkError {
 impl LinkError {
     /// Whether the link is finished after this error.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, LinkError::NotAFrame(_))
+        !matches!(self, LinkError::NotAFrame(_) | LinkError::Oversize(_))
     }
 }
 

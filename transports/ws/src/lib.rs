@@ -1,36 +1,39 @@
-//! WebSocket transport for etherws: `ws://` client and server on
-//! async-tungstenite, running on smol's reactor.
+//! WebSocket transport for etherws: `ws://` client and server on smol.
 //!
-//! Wire format (spec/protocol.md): after an ordinary RFC 6455 handshake on
-//! the configured path, every binary message carries exactly one Ethernet
+//! Wire format (spec/protocol.md): after an RFC 6455 handshake on the
+//! configured path, every binary message carries exactly one Ethernet
 //! frame, destination MAC first, nothing added. Text messages are reported
-//! as [`LinkError::NotAFrame`] (the node counts and drops them); ping/pong
-//! are answered by tungstenite and never reach the node.
+//! as [`LinkError::NotAFrame`], binary messages past the node's max frame
+//! as [`LinkError::Oversize`] (the node counts and drops both); Pings are
+//! answered here and never reach the node.
+//!
+//! Modules: [`codec`] (framing, sans-IO), [`handshake`] (the HTTP upgrade),
+//! `link` (the two halves of a connection as a [`Link`]).
+
+pub mod codec;
+pub mod handshake;
+mod link;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use async_tungstenite::tungstenite::http::StatusCode;
-use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::{WebSocketReceiver, WebSocketStream};
-use etherws_core::{
-    Frame, Link, LinkError, Listener, PeerInfo, PendingLink, Transport, TransportError,
-};
+use etherws_core::{Link, Listener, PeerInfo, PendingLink, Transport, TransportError};
 use futures::future::{self, BoxFuture, Either};
-use futures::{FutureExt, SinkExt, Stream, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
 use url::Url;
 
+use crate::codec::Role;
+use crate::handshake::{ClientRequest, Refusal, ResponseError, MAX_HEAD};
+
+pub use link::{READ_BUF, WRITE_HIGH};
+
 /// Headroom above the largest frame before a message is refused outright:
-/// tungstenite stops reading it (a capacity error) and the link is closed,
-/// so a peer cannot make us buffer arbitrary amounts. Messages between the
-/// frame limit and this are dropped and counted by the node; the link stays up.
+/// the link is closed with code 1009. Messages between the frame limit and
+/// this are skipped as they stream in (never buffered) and counted by the
+/// node as `oversize`; the link stays up.
 pub const MESSAGE_HEADROOM: usize = 64 * 1024;
 
 /// Settings shared by the client and server sides.
@@ -52,11 +55,9 @@ impl Default for WsConfig {
 }
 
 impl WsConfig {
-    fn tungstenite(&self) -> WebSocketConfig {
-        let hard = self.max_frame + MESSAGE_HEADROOM;
-        WebSocketConfig::default()
-            .max_message_size(Some(hard))
-            .max_frame_size(Some(hard))
+    /// The largest message tolerated at all (spec/protocol.md §4).
+    pub fn hard_limit(&self) -> usize {
+        self.max_frame + MESSAGE_HEADROOM
     }
 }
 
@@ -103,11 +104,48 @@ async fn timeout<T>(
     }
 }
 
-fn handshake_error(e: WsError) -> TransportError {
-    match e {
-        WsError::Http(resp) => TransportError::Rejected(format!("HTTP {}", resp.status())),
-        other => TransportError::Handshake(other.to_string()),
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TransportError {
+    let context = context.into();
+    move |error| TransportError::Io { context, error }
+}
+
+/// Why reading a head failed.
+enum HeadError {
+    Io(std::io::Error),
+    /// The peer closed before the head was complete.
+    Eof,
+    TooLong,
+}
+
+/// Reads an HTTP head (through the blank line) of at most [`MAX_HEAD`]
+/// bytes; returns it and whatever followed it.
+async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await.map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Eof);
+        }
+        // Search only where the terminator can newly appear.
+        let from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        match handshake::head_end(&buf[from..]).map(|e| from + e) {
+            Some(end) if end > MAX_HEAD => return Err(HeadError::TooLong),
+            Some(end) => {
+                let rest = buf.split_off(end);
+                return Ok((buf, rest));
+            }
+            None if buf.len() >= MAX_HEAD => return Err(HeadError::TooLong),
+            None => {}
+        }
     }
+}
+
+/// Writes `bytes`, then closes the connection (a refusal).
+async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, r: &Refusal) {
+    let _ = s.write_all(&r.to_http()).await;
+    let _ = s.close().await;
 }
 
 impl Transport for Ws {
@@ -122,24 +160,68 @@ impl Transport for Ws {
             let (host, port) = host_port(&url)?;
             let what = format!("connecting to {host}:{port}");
             timeout(cfg.handshake_timeout, what.clone(), async {
-                let tcp = TcpStream::connect((host.as_str(), port))
+                let mut tcp = TcpStream::connect((host.as_str(), port))
                     .await
-                    .map_err(|error| TransportError::Io {
-                        context: what.clone(),
-                        error,
-                    })?;
+                    .map_err(io_err(what.clone()))?;
                 let _ = tcp.set_nodelay(true);
                 let remote = tcp
                     .peer_addr()
                     .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string());
-                let (ws, _resp) = async_tungstenite::client_async_with_config(
-                    url.as_str(),
+                let host_header = match url.port() {
+                    Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
+                    None => url.host_str().unwrap_or(&host).to_string(),
+                };
+                let target = match url.query() {
+                    Some(q) => format!("{}?{q}", url.path()),
+                    None => url.path().to_string(),
+                };
+                let key = handshake::new_key();
+                let req = ClientRequest {
+                    host: &host_header,
+                    target: &target,
+                    key: &key,
+                    headers: &[],
+                };
+                tcp.write_all(&req.to_http())
+                    .await
+                    .map_err(io_err(format!("sending the upgrade request to {remote}")))?;
+                let (head, leftover) = match read_head(&mut tcp).await {
+                    Ok(h) => h,
+                    Err(HeadError::Io(e)) => {
+                        return Err(io_err(format!("reading the upgrade answer of {remote}"))(e))
+                    }
+                    Err(HeadError::Eof) => {
+                        return Err(TransportError::Handshake(format!(
+                            "{remote} closed the connection during the upgrade"
+                        )))
+                    }
+                    Err(HeadError::TooLong) => {
+                        return Err(TransportError::Handshake(format!(
+                            "{remote} sent an HTTP head longer than {MAX_HEAD} bytes"
+                        )))
+                    }
+                };
+                match handshake::parse_response(&head, &key) {
+                    Ok(_protocol) => {}
+                    Err(ResponseError::Status(code, reason)) => {
+                        return Err(TransportError::Rejected(format!("HTTP {code} {reason}")))
+                    }
+                    Err(ResponseError::Invalid(why)) => {
+                        return Err(TransportError::Handshake(format!("{remote}: {why}")))
+                    }
+                }
+                Ok(link::make_link(
+                    tcp.clone(),
                     tcp,
-                    Some(cfg.tungstenite()),
-                )
-                .await
-                .map_err(handshake_error)?;
-                Ok(make_link(ws, format!("{remote}{}", url.path())))
+                    Role::Client,
+                    leftover,
+                    cfg.max_frame,
+                    cfg.hard_limit(),
+                    PeerInfo {
+                        scheme: "ws",
+                        remote: format!("{remote}{}", url.path()),
+                    },
+                ))
             })
             .await
         }
@@ -153,10 +235,7 @@ impl Transport for Ws {
             let (host, port) = host_port(&url)?;
             let tcp = TcpListener::bind((host.as_str(), port))
                 .await
-                .map_err(|error| TransportError::Io {
-                    context: format!("listening on {host}:{port}"),
-                    error,
-                })?;
+                .map_err(io_err(format!("listening on {host}:{port}")))?;
             let local = tcp
                 .local_addr()
                 .map_or_else(|_| format!("{host}:{port}"), |a: SocketAddr| a.to_string());
@@ -190,43 +269,16 @@ impl Listener for WsListener {
                 .tcp
                 .accept()
                 .await
-                .map_err(|error| TransportError::Io {
-                    context: format!("accepting on {}", self.local),
-                    error,
-                })?;
+                .map_err(io_err(format!("accepting on {}", self.local)))?;
             let _ = tcp.set_nodelay(true);
             let path = self.path.clone();
             let cfg = self.cfg.clone();
-            let pending: PendingLink = async move {
-                let what = format!("WebSocket handshake with {addr}");
-                timeout(cfg.handshake_timeout, what, async {
-                    // The callback's signature is tungstenite's, large Err included.
-                    #[allow(clippy::result_large_err)]
-                    let check_path = |req: &Request, resp: Response| {
-                        if req.uri().path() == &*path {
-                            Ok(resp)
-                        } else {
-                            let mut r = ErrorResponse::new(Some("not found\n".into()));
-                            *r.status_mut() = StatusCode::NOT_FOUND;
-                            Err(r)
-                        }
-                    };
-                    let ws = async_tungstenite::accept_hdr_async_with_config(
-                        tcp,
-                        check_path,
-                        Some(cfg.tungstenite()),
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        WsError::Http(r) if r.status() == StatusCode::NOT_FOUND => {
-                            TransportError::Rejected(format!("{addr}: path not served (404)"))
-                        }
-                        other => TransportError::Handshake(format!("{addr}: {other}")),
-                    })?;
-                    Ok(make_link(ws, addr.to_string()))
-                })
-                .await
-            }
+            let what = format!("WebSocket handshake with {addr}");
+            let pending: PendingLink = timeout(
+                cfg.handshake_timeout,
+                what,
+                server_handshake(tcp, addr, path, cfg),
+            )
             .boxed();
             Ok(pending)
         }
@@ -238,64 +290,53 @@ impl Listener for WsListener {
     }
 }
 
-fn make_link(ws: WebSocketStream<TcpStream>, remote: String) -> Link {
-    let (tx, rx) = ws.split();
-    let tx = tx
-        .sink_map_err(link_error)
-        .with(|f: Frame| future::ready(Ok::<_, LinkError>(Message::Binary(f.into_bytes()))));
-    Link {
-        rx: Box::pin(WsRx { rx }),
-        tx: Box::pin(tx),
-        peer: PeerInfo {
-            scheme: "ws",
-            remote,
-        },
-    }
-}
-
-fn link_error(e: WsError) -> LinkError {
-    use async_tungstenite::tungstenite::error::ProtocolError;
-    match e {
-        // After the peer's Close, sending what was still queued is refused:
-        // that is the link closing, not a failure.
-        WsError::ConnectionClosed
-        | WsError::AlreadyClosed
-        | WsError::Protocol(ProtocolError::SendAfterClosing) => LinkError::Closed,
-        WsError::Io(io) => LinkError::Io(io),
-        other => LinkError::Protocol(other.to_string()),
-    }
-}
-
-/// Control frames handled in one `poll_next` before yielding.
-const CONTROL_BURST: usize = 64;
-
-/// Maps WebSocket messages to frames.
-struct WsRx {
-    rx: WebSocketReceiver<TcpStream>,
-}
-
-impl Stream for WsRx {
-    type Item = Result<Frame, LinkError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Control frames are skipped here; bound how many in one poll so a
-        // peer sending pings at line rate cannot monopolise the thread.
-        for _ in 0..CONTROL_BURST {
-            let msg = match self.rx.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(m)) => m,
-            };
-            return Poll::Ready(match msg {
-                Ok(Message::Binary(b)) => Some(Ok(Frame::new(b))),
-                Ok(Message::Text(_)) => Some(Err(LinkError::NotAFrame("text message"))),
-                Ok(Message::Close(_)) => None,
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => None,
-                Err(e) => Some(Err(link_error(e))),
-            });
+/// The server side of one connection's upgrade.
+async fn server_handshake(
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+    path: Arc<str>,
+    cfg: Arc<WsConfig>,
+) -> Result<Link, TransportError> {
+    let (head, leftover) = match read_head(&mut tcp).await {
+        Ok(h) => h,
+        Err(HeadError::Io(e)) => return Err(io_err(format!("reading the request of {addr}"))(e)),
+        Err(HeadError::Eof) => {
+            return Err(TransportError::Handshake(format!(
+                "{addr} closed the connection before its request was complete"
+            )))
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
+        Err(HeadError::TooLong) => {
+            let r = Refusal::new(
+                431,
+                "Request Header Fields Too Large",
+                format!("request head longer than {MAX_HEAD} bytes"),
+            );
+            refuse(&mut tcp, &r).await;
+            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+        }
+    };
+    let accepted = handshake::parse_request(&head, &path)
+        .and_then(|req| Ok((handshake::select_protocol(&req.protocols)?, req)));
+    let (protocol, req) = match accepted {
+        Ok(a) => a,
+        Err(r) => {
+            refuse(&mut tcp, &r).await;
+            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+        }
+    };
+    tcp.write_all(&handshake::switching_protocols(&req.key, protocol))
+        .await
+        .map_err(io_err(format!("answering {addr}")))?;
+    Ok(link::make_link(
+        tcp.clone(),
+        tcp,
+        Role::Server,
+        leftover,
+        cfg.max_frame,
+        cfg.hard_limit(),
+        PeerInfo {
+            scheme: "ws",
+            remote: addr.to_string(),
+        },
+    ))
 }

@@ -1,0 +1,331 @@
+//! One WebSocket connection as a [`Link`]: a reader half and a writer half
+//! over the two halves of the socket, each driven by its own task with no
+//! lock between them on the data path.
+//!
+//! Control traffic the reader must answer (Pong, the Close reply) is handed
+//! to the writer through [`Shared`]: the latest Ping payload only (Pongs
+//! merge, RFC 6455 §5.5.3), and the writer's waker is woken so the node's
+//! writer task polls `poll_flush` even when it has no frame to send (the
+//! contract in spec/transport.md).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use etherws_core::{Frame, Link, LinkError, PeerInfo};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::task::AtomicWaker;
+use futures::{Sink, Stream};
+
+use crate::codec::{self, close, op, Decoder, Event, Role};
+
+/// Bytes read from the socket at a time. The decoder streams payloads, so
+/// this bounds nothing about frame sizes; it is the per-link read buffer.
+pub const READ_BUF: usize = 16 * 1024;
+/// `poll_ready` pushes back once this many bytes wait to be written.
+pub const WRITE_HIGH: usize = 64 * 1024;
+/// Control frames handled in one `poll_next` before yielding.
+const CONTROL_BURST: usize = 64;
+
+/// State the two halves share.
+#[derive(Default)]
+pub(crate) struct Shared {
+    ctl: Mutex<Control>,
+    writer: AtomicWaker,
+}
+
+#[derive(Default)]
+struct Control {
+    /// The latest Ping payload not yet answered.
+    pong: Option<Bytes>,
+    /// The peer's Close arrived (with its code, if any).
+    peer_close: Option<Option<u16>>,
+    /// We fail the connection with this code (the peer broke the protocol).
+    fail: Option<u16>,
+}
+
+impl Shared {
+    fn ctl(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.ctl.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Builds the link. `leftover` holds bytes read past the handshake.
+pub(crate) fn make_link<R, W>(
+    read: R,
+    write: W,
+    role: Role,
+    leftover: Vec<u8>,
+    max_frame: usize,
+    hard_limit: usize,
+    peer: PeerInfo,
+) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = Arc::new(Shared::default());
+    let mut buf = leftover;
+    let end = buf.len();
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, 0);
+    }
+    Link {
+        rx: Box::pin(WsRx {
+            io: read,
+            buf,
+            start: 0,
+            end,
+            dec: Decoder::new(role, max_frame, hard_limit),
+            shared: shared.clone(),
+            done: false,
+        }),
+        tx: Box::pin(WsTx {
+            io: write,
+            role,
+            wbuf: Vec::new(),
+            wpos: 0,
+            shared,
+            state: TxState::Open,
+        }),
+        peer,
+    }
+}
+
+struct WsRx<R> {
+    io: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    dec: Decoder,
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
+    type Item = Result<Frame, LinkError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut controls = 0;
+        loop {
+            if this.start < this.end {
+                match this.dec.decode(&this.buf[this.start..this.end]) {
+                    Err(v) => {
+                        this.done = true;
+                        this.shared.ctl().fail = Some(v.code());
+                        this.shared.writer.wake();
+                        return Poll::Ready(Some(Err(LinkError::Protocol(v.to_string()))));
+                    }
+                    Ok((n, ev)) => {
+                        let ev_was_some = ev.is_some();
+                        this.start += n;
+                        match ev {
+                            // The rest is a partial header: read more.
+                            None => {}
+                            Some(Event::Binary(b)) => return Poll::Ready(Some(Ok(Frame::new(b)))),
+                            Some(Event::Oversize(n)) => {
+                                return Poll::Ready(Some(Err(LinkError::Oversize(n))))
+                            }
+                            Some(Event::Text(_)) => {
+                                return Poll::Ready(Some(Err(LinkError::NotAFrame("text message"))))
+                            }
+                            Some(Event::Ping(p)) => {
+                                this.shared.ctl().pong = Some(p);
+                                this.shared.writer.wake();
+                                controls += 1;
+                            }
+                            Some(Event::Pong(_)) => controls += 1,
+                            Some(Event::Close(c)) => {
+                                this.done = true;
+                                this.shared.ctl().peer_close = Some(c.map(|(code, _)| code));
+                                this.shared.writer.wake();
+                                return Poll::Ready(None);
+                            }
+                        }
+                        if controls >= CONTROL_BURST {
+                            // A peer sending Pings at line rate must not
+                            // monopolise this thread.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        if this.start < this.end && ev_was_some {
+                            continue;
+                        }
+                    }
+                }
+            }
+            // Keep the unconsumed tail (at most a partial header) in front.
+            if this.start == this.end {
+                this.start = 0;
+                this.end = 0;
+            } else if this.start > 0 {
+                this.buf.copy_within(this.start..this.end, 0);
+                this.end -= this.start;
+                this.start = 0;
+            }
+            let free = &mut this.buf[this.end..];
+            match Pin::new(&mut this.io).poll_read(cx, free) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(LinkError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed without a WebSocket Close",
+                    )))));
+                }
+                Poll::Ready(Ok(n)) => this.end += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(LinkError::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TxState {
+    Open,
+    /// Our Close is queued; no more frames.
+    Closing,
+    /// Closed or failed: every call answers `Closed`, the socket is left alone.
+    Done,
+}
+
+struct WsTx<W> {
+    io: W,
+    role: Role,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    shared: Arc<Shared>,
+    state: TxState,
+}
+
+impl<W: AsyncWrite + Unpin> WsTx<W> {
+    fn mask(&self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Client => Some(rand::random()),
+            Role::Server => None,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Queues the Pong owed to the peer, if any (bounded: one at a time,
+    /// and not while the buffer is over its high mark).
+    fn queue_control(&mut self) {
+        if self.state != TxState::Open || self.pending() >= WRITE_HIGH {
+            return;
+        }
+        let pong = self.shared.ctl().pong.take();
+        if let Some(p) = pong {
+            let mask = self.mask();
+            codec::encode(&mut self.wbuf, op::PONG, &p, mask);
+        }
+    }
+
+    /// Writes the buffer out; an error ends the sink for good.
+    fn write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        while self.wpos < self.wbuf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    return self.fail(io::Error::new(io::ErrorKind::WriteZero, "socket closed"))
+                }
+                Poll::Ready(Ok(n)) => self.wpos += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return self.fail(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        if self.wbuf.capacity() > 4 * WRITE_HIGH {
+            self.wbuf.shrink_to(WRITE_HIGH);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Result<(), LinkError>> {
+        self.state = TxState::Done;
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        Poll::Ready(Err(LinkError::Io(e)))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
+    type Error = LinkError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        let this = self.get_mut();
+        if this.state != TxState::Open {
+            return Poll::Ready(Err(LinkError::Closed));
+        }
+        this.shared.writer.register(cx.waker());
+        if this.pending() >= WRITE_HIGH {
+            std::task::ready!(this.write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, frame: Frame) -> Result<(), LinkError> {
+        let this = self.get_mut();
+        if this.state != TxState::Open {
+            return Err(LinkError::Closed);
+        }
+        let mask = this.mask();
+        codec::encode(&mut this.wbuf, op::BINARY, frame.as_ref(), mask);
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        let this = self.get_mut();
+        if this.state == TxState::Done {
+            return Poll::Ready(Err(LinkError::Closed));
+        }
+        this.shared.writer.register(cx.waker());
+        this.queue_control();
+        std::task::ready!(this.write_out(cx))?;
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Ready(Err(e)) => this.fail(e),
+            other => other.map_err(LinkError::Io),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        let this = self.get_mut();
+        if this.state == TxState::Done {
+            return Poll::Ready(Ok(()));
+        }
+        if this.state == TxState::Open {
+            this.queue_control();
+            // Echo the peer's code, else say why we close.
+            let (code, reason) = {
+                let c = this.shared.ctl();
+                match (c.fail, c.peer_close) {
+                    (Some(code), _) => (Some(code), "protocol error"),
+                    (None, Some(echo)) => (echo, ""),
+                    (None, None) => (Some(close::GOING_AWAY), "going away"),
+                }
+            };
+            let payload = code.map_or_else(Vec::new, |c| codec::close_payload(c, reason));
+            let mask = this.mask();
+            codec::encode(&mut this.wbuf, op::CLOSE, &payload, mask);
+            this.state = TxState::Closing;
+        }
+        std::task::ready!(this.write_out(cx))?;
+        let r = std::task::ready!(Pin::new(&mut this.io).poll_close(cx));
+        this.state = TxState::Done;
+        this.wbuf = Vec::new();
+        Poll::Ready(r.map_err(LinkError::Io))
+    }
+}
