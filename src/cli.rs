@@ -88,8 +88,9 @@ pub struct SwitchArgs {
           value_parser = clap::value_parser!(usize))]
     pub queue_bytes: usize,
     /// Storm control: most broadcast, multicast and unknown-unicast frames
-    /// per second one port may flood to the others (0: no limit). Frames
-    /// over it are dropped and counted as drop_storm.
+    /// per second one port may flood to the others (0: no limit), in bursts
+    /// of a tenth of a second's worth, 256 at most. Frames over it are
+    /// dropped and counted as drop_storm.
     #[arg(long, default_value_t = etherws_core::node::DEFAULT_STORM_LIMIT, value_name = "FRAMES_PER_S")]
     pub storm_limit: u32,
     /// WASM filter for frames entering the node from any port, as

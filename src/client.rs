@@ -20,22 +20,48 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 /// A link that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
 
+/// After a working link is lost, redial at least this often...
+const FAST_CAP: Duration = Duration::from_secs(1);
+/// ...for this long (a restarting server is back within seconds).
+const FAST_WINDOW: Duration = Duration::from_secs(30);
+
 /// Exponential backoff with "equal jitter": each wait is a random point
-/// between half and all of the current step.
+/// between half and all of the current step. The step is capped at
+/// [`FAST_CAP`] during the [`FAST_WINDOW`] after a working link was lost,
+/// at `max` otherwise.
 struct Backoff {
     step: Duration,
     max: Duration,
+    fast_until: Option<Instant>,
 }
 
 impl Backoff {
+    fn new(max: Duration) -> Self {
+        Backoff {
+            step: BACKOFF_START,
+            max,
+            fast_until: None,
+        }
+    }
+
     fn next(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (self.step * 2).min(self.max);
+        let fast = self.fast_until.is_some_and(|t| Instant::now() < t);
+        let cap = if fast {
+            self.max.min(FAST_CAP)
+        } else {
+            self.max
+        };
+        let step = self.step.min(cap);
+        self.step = (step * 2).min(self.max);
         let half = step / 2;
         half + half.mul_f64(fastrand::f64())
     }
+
+    /// A working link ended: start again from the first step, and redial
+    /// quickly for a while.
     fn reset(&mut self) {
         self.step = BACKOFF_START;
+        self.fast_until = Some(Instant::now() + FAST_WINDOW);
     }
 }
 
@@ -71,10 +97,7 @@ pub async fn run(
         let node = node.clone();
         let url = args.url.clone();
         let once = args.once;
-        let mut backoff = Backoff {
-            step: BACKOFF_START,
-            max: Duration::from_secs(args.max_backoff.max(1)),
-        };
+        let mut backoff = Backoff::new(Duration::from_secs(args.max_backoff.max(1)));
         async move {
             let mut failures = 0u32;
             loop {
@@ -155,15 +178,22 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_cap_with_jitter() {
-        let mut b = Backoff {
-            step: BACKOFF_START,
-            max: Duration::from_secs(1),
-        };
+        let mut b = Backoff::new(Duration::from_secs(1));
         let waits: Vec<_> = (0..8).map(|_| b.next()).collect();
         assert!(waits[0] >= Duration::from_millis(50) && waits[0] <= BACKOFF_START);
         assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));
         assert!(waits[7] >= Duration::from_millis(500));
         b.reset();
         assert!(b.next() <= BACKOFF_START);
+    }
+
+    #[test]
+    fn after_a_working_link_redials_fast_then_backs_off_fully() {
+        let mut b = Backoff::new(Duration::from_secs(30));
+        b.reset();
+        assert!((0..20).map(|_| b.next()).all(|w| w <= FAST_CAP));
+        b.fast_until = Some(Instant::now());
+        let waits: Vec<_> = (0..10).map(|_| b.next()).collect();
+        assert!(waits[9] >= Duration::from_secs(15), "{waits:?}");
     }
 }

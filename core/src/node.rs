@@ -38,6 +38,8 @@ pub const DEFAULT_QUEUE_LEN: usize = 1024;
 pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Default storm limit: flooded frames per second accepted from one port.
 pub const DEFAULT_STORM_LIMIT: u32 = 10_000;
+/// Largest storm burst, in frames: a quarter of the default output queue.
+pub const STORM_BURST_MAX: u32 = 256;
 
 /// Node-wide settings.
 #[derive(Clone, Debug)]
@@ -52,8 +54,10 @@ pub struct NodeConfig {
     /// Largest frame accepted from any port (MTU + [`wire::MAX_OVERHEAD`]).
     pub max_frame: usize,
     /// Storm control: most broadcast, multicast and unknown-unicast frames
-    /// per second that one port may flood (burst: one second's worth);
-    /// 0 turns it off. Frames over it are dropped as `storm`.
+    /// per second that one port may flood, in bursts of a tenth of a
+    /// second's worth, at most [`STORM_BURST_MAX`] (a burst must leave room
+    /// in the other ports' queues); 0 turns it off. Frames over it are
+    /// dropped as `storm`.
     pub storm_limit: u32,
 }
 
@@ -702,19 +706,22 @@ async fn drain(rx: &mut FrameStream) {
     }
 }
 
-/// Token bucket for storm control: `rate` tokens per second, as many in
+/// Token bucket for storm control: `rate` tokens per second, `burst` in
 /// the bucket at most.
 struct StormBucket {
     rate: u32,
+    burst: f64,
     tokens: f64,
     last: Option<Instant>,
 }
 
 impl StormBucket {
     fn new(rate: u32) -> Self {
+        let burst = f64::from((rate / 10).clamp(1, STORM_BURST_MAX));
         StormBucket {
             rate,
-            tokens: f64::from(rate),
+            burst,
+            tokens: burst,
             last: None,
         }
     }
@@ -726,7 +733,7 @@ impl StormBucket {
         let rate = f64::from(self.rate);
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + dt * rate).min(rate);
+            self.tokens = (self.tokens + dt * rate).min(self.burst);
         }
         self.last = Some(now);
         if self.tokens >= 1.0 {
@@ -935,7 +942,7 @@ mod tests {
     #[test]
     fn storm_limit_drops_floods_but_not_known_unicast() {
         let mut cfg = NodeConfig::for_mtu(1500);
-        cfg.storm_limit = 5;
+        cfg.storm_limit = 50;
         let node = Node::new(cfg);
         let mut pool = LocalPool::new();
         let sp = pool.spawner();
@@ -954,9 +961,10 @@ mod tests {
             in1.unbounded_send(Ok(eth(0xb, 0xa, 60))).unwrap();
         }
         pool.run_until_stalled();
-        // The burst is 5; refill during the test adds a token per 200 ms.
+        // The burst is 5 (a tenth of a second at 50/s); refill during the
+        // test adds a token per 20 ms.
         let storm = c1.snapshot().drops(DropReason::Storm);
-        assert!((10..=15).contains(&storm), "{storm}");
+        assert!((5..=15).contains(&storm), "{storm}");
         let mut got = 0;
         while out2.try_recv().is_ok() {
             got += 1;
@@ -967,15 +975,14 @@ mod tests {
     #[test]
     fn storm_bucket_refills_at_its_rate() {
         let t = Instant::now();
-        let mut b = StormBucket::new(2);
+        let mut b = StormBucket::new(20); // burst 2
         assert!(b.take(t) && b.take(t) && !b.take(t));
-        assert!(!b.take(t + Duration::from_millis(400)));
-        assert!(b.take(t + Duration::from_millis(600)));
+        assert!(!b.take(t + Duration::from_millis(40)));
+        assert!(b.take(t + Duration::from_millis(60)));
         assert!(b.take(t + Duration::from_secs(10)) && b.take(t + Duration::from_secs(10)));
-        assert!(
-            !b.take(t + Duration::from_secs(10)),
-            "burst capped at the rate"
-        );
+        assert!(!b.take(t + Duration::from_secs(10)), "burst capped");
+        assert_eq!(StormBucket::new(10_000).burst, 256.0);
+        assert_eq!(StormBucket::new(3).burst, 1.0);
         let mut off = StormBucket::new(0);
         assert!((0..1000).all(|_| off.take(t)));
     }

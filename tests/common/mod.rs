@@ -89,6 +89,16 @@ impl Netns {
         Proc::start(label, &self.name, args)
     }
 
+    /// Runs a command in this namespace; returns its stdout (or the error).
+    pub fn run_in(&self, cmd: &[&str]) -> String {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
     /// One `ping` attempt (1 echo, 1 s wait).
     pub fn ping_once(&self, addr: &str) -> bool {
         Command::new("ip")
@@ -360,4 +370,147 @@ pub fn start_client(ns: &Netns, url: &str, host: u8) -> Proc {
         "client",
         &["client", url, "--tap", "ethws0", "--address", &addr],
     )
+}
+
+/// Resident memory of a process, in KiB: (current, peak) from
+/// /proc/PID/status (VmRSS, VmHWM).
+pub fn rss_kib(pid: i32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A star: a server namespace joined to `n` client namespaces, each by its
+/// own veth pair: server 198.18.<i>.1, client i 198.18.<i>.2 (i from 1).
+pub struct Star {
+    pub srv: Netns,
+    pub clients: Vec<Netns>,
+}
+
+pub fn star(tag: &str, n: u8) -> Star {
+    let base = unique(tag);
+    let srv = Netns::new(format!("{base}-s"));
+    let mut clients = Vec::new();
+    for i in 1..=n {
+        let c = Netns::new(format!("{base}-{i}"));
+        let dev = format!("veth{i}");
+        run(
+            "ip",
+            &[
+                "link", "add", &dev, "netns", &srv.name, "type", "veth", "peer", "name", "veth0",
+                "netns", &c.name,
+            ],
+        );
+        srv.ip(&["addr", "add", &format!("198.18.{i}.1/24"), "dev", &dev]);
+        srv.ip(&["link", "set", &dev, "up"]);
+        c.ip(&["addr", "add", &format!("198.18.{i}.2/24"), "dev", "veth0"]);
+        c.ip(&["link", "set", "veth0", "up"]);
+        clients.push(c);
+    }
+    Star { srv, clients }
+}
+
+impl Star {
+    /// The ws URL client `i` (from 1) uses to reach the server.
+    pub fn url(i: u8) -> String {
+        format!("ws://198.18.{i}.1:8080/")
+    }
+}
+
+/// A WebSocket client of our own making, in a namespace: tungstenite does
+/// the handshake, then the test may write raw bytes on the socket.
+pub fn raw_ws(ns: &Netns, server: &'static str) -> tungstenite::WebSocket<std::net::TcpStream> {
+    let tcp = ns.enter(move || std::net::TcpStream::connect(server).unwrap());
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let url = format!("ws://{server}/");
+    let (ws, _) = tungstenite::client::client(url, tcp).expect("raw WebSocket handshake");
+    ws
+}
+
+/// Reads until a Close frame arrives; returns its code (None: no code).
+/// Errors if the connection ends without one.
+pub fn expect_close(
+    ws: &mut tungstenite::WebSocket<std::net::TcpStream>,
+) -> Result<Option<u16>, String> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(c)) => return Ok(c.map(|c| u16::from(c.code))),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("no Close frame: {e}")),
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// Sends `total` bytes over TCP from `from` to `to_addr` (a listener
+/// started in `to`); returns the bytes received and whether both hashes
+/// match. Bounded: 120 s of socket timeouts at most.
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    to_addr: &'static str,
+    total: usize,
+) -> (usize, bool) {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let listener = to.enter(move || std::net::TcpListener::bind(to_addr).unwrap());
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    hash.update(&buf[..k]);
+                    n += k;
+                }
+            }
+        }
+        (n, hash.finalize())
+    });
+    let mut s = from.enter(move || std::net::TcpStream::connect(to_addr).unwrap());
+    s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut hash = Sha256::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut sent = 0;
+    while sent < total {
+        for b in chunk.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        let k = chunk.len().min(total - sent);
+        if s.write_all(&chunk[..k]).is_err() {
+            break;
+        }
+        hash.update(&chunk[..k]);
+        sent += k;
+    }
+    drop(s);
+    let (n, rhash) = receiver.join().unwrap();
+    (n, rhash == hash.finalize() && n == total)
 }

@@ -36,7 +36,13 @@ pub struct FilterStats {
     pub dropped: AtomicU64,
     pub rewritten: AtomicU64,
     pub faults: AtomicU64,
+    /// Frames that met the filter while its instance was down (rebuilding
+    /// after a fault, or waiting out the back-off): they followed the fault
+    /// policy without a call, and are also counted as passed or dropped.
+    pub bypassed: AtomicU64,
     pub time_ns: AtomicU64,
+    /// What the last fault was (its one-line cause).
+    last_fault: Mutex<Option<String>>,
     /// Names of the filter's own counters; values live in `values`, indexed
     /// by id, so `counter_add` (per frame) takes no lock.
     names: Mutex<Vec<String>>,
@@ -52,7 +58,9 @@ impl Default for FilterStats {
             dropped: AtomicU64::new(0),
             rewritten: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
             time_ns: AtomicU64::new(0),
+            last_fault: Mutex::new(None),
             names: Mutex::new(Vec::new()),
             values: std::array::from_fn(|_| AtomicU64::new(0)),
             log_window: Mutex::new((None, 0, 0)),
@@ -71,6 +79,15 @@ impl FilterStats {
     /// are derived rather than counted: one atomic less per frame.
     pub fn calls(&self) -> u64 {
         self.passed.load(Relaxed) + self.dropped.load(Relaxed)
+    }
+
+    /// The cause of the most recent fault, e.g. "fuel budget exhausted
+    /// (trap: out of fuel)".
+    pub fn last_fault(&self) -> Option<String> {
+        self.last_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn define_counter(&self, name: &[u8]) -> i32 {
@@ -138,12 +155,13 @@ impl fmt::Display for FilterStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "calls={} passed={} dropped={} rewritten={} faults={} time_ns={}",
+            "calls={} passed={} dropped={} rewritten={} faults={} bypassed={} time_ns={}",
             self.calls(),
             self.passed.load(Relaxed),
             self.dropped.load(Relaxed),
             self.rewritten.load(Relaxed),
             self.faults.load(Relaxed),
+            self.bypassed.load(Relaxed),
             self.time_ns.load(Relaxed)
         )
     }
@@ -158,6 +176,42 @@ struct Instance {
     buf_cap: usize,
 }
 
+/// The instance and its rebuild state, under one lock.
+#[derive(Default)]
+struct Slot {
+    inst: Option<Instance>,
+    /// A thread is instantiating (outside the lock); others bypass.
+    rebuilding: bool,
+    /// No rebuild before this (back-off after repeated faults).
+    not_before: Option<Instant>,
+}
+
+/// Why a call produced no verdict of the filter's own.
+enum CallError {
+    /// A fault (trap, limit, bad verdict, failed rebuild): counted.
+    Fault(String),
+    /// The instance is down (rebuilding or backing off): not a new fault.
+    Bypass,
+}
+
+impl From<String> for CallError {
+    fn from(s: String) -> Self {
+        CallError::Fault(s)
+    }
+}
+
+/// Wait before rebuilding an instance after `n` consecutive faults: none
+/// after the first (one trap costs one rebuild), then 10 ms doubling to
+/// 1 s, so a module that traps on every frame costs a rebuild at most once
+/// a second rather than once per frame.
+fn rebuild_delay(n: u32) -> std::time::Duration {
+    if n <= 1 {
+        return std::time::Duration::ZERO;
+    }
+    let ms = 10u64.saturating_mul(1 << (n - 2).min(20));
+    std::time::Duration::from_millis(ms.min(1000))
+}
+
 /// A loaded filter.
 pub struct Filter {
     spec: FilterSpec,
@@ -166,7 +220,7 @@ pub struct Filter {
     host: Host,
     max_frame: usize,
     capture: Option<CaptureWriter>,
-    instance: Mutex<Option<Instance>>,
+    instance: Mutex<Slot>,
     stats: Arc<FilterStats>,
     consecutive_faults: AtomicU32,
     unloaded: AtomicBool,
@@ -328,7 +382,7 @@ impl Filter {
             host: host.clone(),
             max_frame,
             capture,
-            instance: Mutex::new(None),
+            instance: Mutex::new(Slot::default()),
             stats: Arc::new(FilterStats::default()),
             consecutive_faults: AtomicU32::new(0),
             unloaded: AtomicBool::new(false),
@@ -337,12 +391,22 @@ impl Filter {
         };
         // Instantiate now so every load-time problem surfaces at load.
         let inst = f.instantiate()?;
-        *f.instance.lock().unwrap_or_else(|e| e.into_inner()) = Some(inst);
+        f.slot().inst = Some(inst);
         Ok(f)
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.instance.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True while the filter has a live instance (false between a fault and
+    /// its rebuild).
+    pub fn is_ready(&self) -> bool {
+        self.slot().inst.is_some()
     }
 
     /// The capture file and its writer, if the filter has one.
@@ -518,34 +582,53 @@ impl Filter {
                 self.consecutive_faults.store(0, Relaxed);
                 o
             }
-            Err(cause) => self.fault(&cause),
+            Err(CallError::Fault(cause)) => self.fault(&cause),
+            Err(CallError::Bypass) => self.bypass(),
         };
         (outcome, ended)
     }
 
-    fn call(&self, ctx: &FilterContext, frame: &mut Frame) -> Result<Outcome, String> {
-        let mut guard = self.instance.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(
-                self.instantiate()
-                    .map_err(|e| format!("re-instantiation failed: {e}"))?,
-            );
+    /// Schedules the next rebuild after a fault (the instance is gone).
+    fn back_off(&self, slot: &mut Slot) {
+        let n = self.consecutive_faults.load(Relaxed) + 1;
+        slot.not_before = Some(Instant::now() + rebuild_delay(n));
+    }
+
+    fn call(&self, ctx: &FilterContext, frame: &mut Frame) -> Result<Outcome, CallError> {
+        let mut guard = self.slot();
+        if guard.inst.is_none() {
+            // Rebuild outside the lock: other ports meanwhile bypass (the
+            // fault policy) instead of waiting on a compile-sized task.
+            if guard.rebuilding || guard.not_before.is_some_and(|t| Instant::now() < t) {
+                return Err(CallError::Bypass);
+            }
+            guard.rebuilding = true;
+            drop(guard);
+            let fresh = self.instantiate();
+            guard = self.slot();
+            guard.rebuilding = false;
+            match fresh {
+                Ok(i) => guard.inst = Some(i),
+                Err(e) => {
+                    self.back_off(&mut guard);
+                    return Err(CallError::Fault(format!("re-instantiation failed: {e}")));
+                }
+            }
         }
-        let Some(inst) = guard.as_mut() else {
-            return Err("no instance".into());
+        let slot = &mut *guard;
+        let Some(inst) = slot.inst.as_mut() else {
+            return Err(CallError::Bypass);
         };
         let (ptr, cap) = (inst.buf_ptr, inst.buf_cap);
         let len = frame.len();
         if len > cap {
-            return Err(format!(
-                "frame of {len} bytes exceeds buffer capacity {cap}"
-            ));
+            return Err(format!("frame of {len} bytes exceeds buffer capacity {cap}").into());
         }
         // The module may have shrunk nothing (memories only grow), but check
         // anyway: the buffer must still lie in memory.
         let data = inst.memory.data_mut(&mut inst.store);
         let Some(buf) = data.get_mut(ptr..ptr + cap) else {
-            return Err("frame buffer outside memory".into());
+            return Err(CallError::Fault("frame buffer outside memory".into()));
         };
         buf[..len].copy_from_slice(frame.as_ref());
         let _ = inst.store.set_fuel(self.spec.fuel);
@@ -564,9 +647,11 @@ impl Filter {
         ) {
             Ok(v) => v,
             Err(e) => {
-                // A trapped instance may hold broken state: start afresh.
-                *guard = None;
-                return Err(describe_error(&e));
+                // A trapped instance may hold broken state: start afresh,
+                // after a back-off if it keeps faulting.
+                slot.inst = None;
+                self.back_off(slot);
+                return Err(CallError::Fault(describe_error(&e)));
             }
         };
         if verdict == abi::VERDICT_DROP {
@@ -581,10 +666,10 @@ impl Filter {
         // plus one VLAN tag (nor beyond the buffer).
         let limit = cap.min(self.max_frame + abi::CAPACITY_SLACK as usize);
         if verdict < abi::MIN_FRAME || verdict as usize > limit {
-            return Err(format!(
+            return Err(CallError::Fault(format!(
                 "verdict {verdict} out of bounds (drop is -1, pass is 0 or {}..={limit})",
                 abi::MIN_FRAME
-            ));
+            )));
         }
         let n = verdict as usize;
         let out = &inst.memory.data(&inst.store)[ptr..ptr + n];
@@ -596,8 +681,25 @@ impl Filter {
         Ok(Outcome::Pass)
     }
 
+    /// The policy's outcome, counted, for a frame that met no instance.
+    fn bypass(&self) -> Outcome {
+        self.stats.bypassed.fetch_add(1, Relaxed);
+        if self.spec.on_fault == FaultPolicy::Open {
+            self.stats.passed.fetch_add(1, Relaxed);
+            Outcome::Pass
+        } else {
+            self.stats.dropped.fetch_add(1, Relaxed);
+            Outcome::Drop
+        }
+    }
+
     fn fault(&self, cause: &str) -> Outcome {
         self.stats.faults.fetch_add(1, Relaxed);
+        *self
+            .stats
+            .last_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(cause.to_string());
         let n = self.consecutive_faults.fetch_add(1, Relaxed) + 1;
         let outcome = match self.spec.on_fault {
             FaultPolicy::Open => Outcome::Pass,
@@ -647,7 +749,8 @@ fn describe_error(e: &wasmtime::Error) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::OutOfFuel) => "fuel budget exhausted (trap: out of fuel)".into(),
         Some(wasmtime::Trap::Interrupt) => "wall-clock deadline exceeded (epoch interrupt)".into(),
-        Some(t) => format!("trap: {t}"),
+        // Display already says "wasm trap: ...".
+        Some(t) => t.to_string(),
         None => format!("{e:#}")
             .lines()
             .next()

@@ -42,8 +42,7 @@ fn ipv4(src: [u8; 6], ttl: u8) -> Frame {
 
 #[test]
 fn example_filters_build_and_behave() {
-    if !wasm32_installed() {
-        eprintln!("skipped: wasm32-unknown-unknown not installed");
+    if !wasm32_installed("examples") {
         return;
     }
     let out = build_examples();
