@@ -10,6 +10,8 @@
 
 pub mod filter;
 pub mod frame;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod node;
 pub mod stats;
 pub mod switch;

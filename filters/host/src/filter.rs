@@ -331,13 +331,25 @@ impl Filter {
         max_frame: usize,
         captures: &Captures,
     ) -> Result<Filter, FilterError> {
-        let name: Arc<str> = Arc::from(spec.name.as_str());
         let bytes = std::fs::read(&spec.path).map_err(|error| FilterError::Io {
             name: spec.name.clone(),
             path: spec.path.clone(),
             error,
         })?;
-        let module = Module::new(host.engine(), &bytes).map_err(|e| FilterError::Compile {
+        Self::from_bytes(host, spec, &bytes, max_frame, captures)
+    }
+
+    /// Compiles and checks `bytes` (binary wasm or wat text) as the filter
+    /// `spec` describes (its path is not read).
+    pub(crate) fn from_bytes(
+        host: &Host,
+        spec: FilterSpec,
+        bytes: &[u8],
+        max_frame: usize,
+        captures: &Captures,
+    ) -> Result<Filter, FilterError> {
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let module = Module::new(host.engine(), bytes).map_err(|e| FilterError::Compile {
             name: spec.name.clone(),
             msg: format!("{e:#}"),
         })?;
@@ -557,6 +569,18 @@ impl Filter {
             buf_ptr: ptr,
             buf_cap: cap,
         })
+    }
+
+    /// Runs this filter alone on one frame, with its fault policy: the
+    /// verdict the frame gets (a rewrite changes `frame`).
+    pub fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> etherws_core::Verdict {
+        if self.is_unloaded() {
+            return etherws_core::Verdict::Pass;
+        }
+        match self.run(ctx, frame, None).0 {
+            Outcome::Pass => etherws_core::Verdict::Pass,
+            Outcome::Drop => etherws_core::Verdict::Drop,
+        }
     }
 
     /// Runs the filter on one frame. Never panics, never fails: faults are

@@ -10,6 +10,8 @@
 
 mod chain;
 mod filter;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod imports;
 mod spec;
 
@@ -149,5 +151,21 @@ impl Host {
     /// Loads one filter for a node whose largest frame is `max_frame`.
     pub fn load(&self, spec: &FilterSpec, max_frame: usize) -> Result<Filter, FilterError> {
         Filter::load(self, spec.clone(), max_frame, &Default::default())
+    }
+
+    /// Loads one filter from module bytes (binary wasm or wat text) instead
+    /// of a file, with the host's default options: for programs that embed
+    /// their filters, and for fuzzing the loader.
+    pub fn load_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        config: &str,
+        max_frame: usize,
+    ) -> Result<Filter, FilterError> {
+        let mut spec = FilterSpec::new(format!("{name}.wasm"));
+        spec.name = name.to_string();
+        spec.config = config.to_string();
+        Filter::from_bytes(self, spec, bytes, max_frame, &Default::default())
     }
 }

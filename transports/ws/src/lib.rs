@@ -11,6 +11,8 @@
 //! `link` (the two halves of a connection as a [`Link`]).
 
 pub mod codec;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod handshake;
 mod link;
 
@@ -25,10 +27,39 @@ use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
 use url::Url;
 
-use crate::codec::Role;
+pub use crate::codec::Role;
 use crate::handshake::{ClientRequest, Refusal, ResponseError, MAX_HEAD};
 
 pub use link::{READ_BUF, WRITE_HIGH};
+
+/// A WebSocket link over any byte stream, after a handshake done elsewhere
+/// (a TLS stream, a test pipe, a custom transport's own connection): one
+/// frame per binary message, as `ws://` links are. `read` and `write` are
+/// the stream's two halves (for a socket: two clones of it, for TLS:
+/// `futures::io::split`); `leftover` holds bytes already read past the
+/// handshake. The limits are `cfg`'s.
+pub fn link_over<R, W>(
+    read: R,
+    write: W,
+    role: Role,
+    leftover: Vec<u8>,
+    cfg: &WsConfig,
+    peer: PeerInfo,
+) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    link::make_link(
+        read,
+        write,
+        role,
+        leftover,
+        cfg.max_frame,
+        cfg.hard_limit(),
+        peer,
+    )
+}
 
 /// Headroom above the largest frame before a message is refused outright:
 /// the link is closed with code 1009. Messages between the frame limit and
@@ -210,13 +241,12 @@ impl Transport for Ws {
                         return Err(TransportError::Handshake(format!("{remote}: {why}")))
                     }
                 }
-                Ok(link::make_link(
+                Ok(link_over(
                     tcp.clone(),
                     tcp,
                     Role::Client,
                     leftover,
-                    cfg.max_frame,
-                    cfg.hard_limit(),
+                    &cfg,
                     PeerInfo {
                         scheme: "ws",
                         remote: format!("{remote}{}", url.path()),
@@ -327,13 +357,12 @@ async fn server_handshake(
     tcp.write_all(&handshake::switching_protocols(&req.key, protocol))
         .await
         .map_err(io_err(format!("answering {addr}")))?;
-    Ok(link::make_link(
+    Ok(link_over(
         tcp.clone(),
         tcp,
         Role::Server,
         leftover,
-        cfg.max_frame,
-        cfg.hard_limit(),
+        &cfg,
         PeerInfo {
             scheme: "ws",
             remote: addr.to_string(),
