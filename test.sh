@@ -12,11 +12,22 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy-bin)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need[*]}"
+    # Install without starting services (nginx): the tests start their own,
+    # inside their namespaces.
+    blocker=/usr/sbin/policy-rc.d
+    if [ ! -e "$blocker" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$blocker" && chmod +x "$blocker"
+      trap 'rm -f "$blocker"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    rm -f "$blocker"; trap - EXIT
   else
     echo "test.sh: missing ${need[*]}; install them (or run as root on Debian)" >&2
     exit 1

@@ -110,6 +110,26 @@ pub struct SwitchArgs {
     pub stats_interval: u64,
 }
 
+/// Options of every link, on both sides.
+#[derive(Args, Debug, Clone)]
+pub struct LinkArgs {
+    /// Send a WebSocket Ping after this many seconds without receiving
+    /// anything (0: no keepalive). Keep it below the idle timeout of any
+    /// proxy on the way (often 60 s).
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub ping_interval: u64,
+    /// Close a link (and, on the client, reconnect) when nothing at all
+    /// arrived for the ping interval plus this many seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub ping_timeout: u64,
+    /// Seconds a connection may take from TCP connect (or accept) to the
+    /// end of the TLS and WebSocket handshakes.
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub handshake_timeout: u64,
+}
+
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Address and port to listen on.
@@ -122,6 +142,43 @@ pub struct ServerArgs {
     /// Do not create a TAP device: relay between clients only.
     #[arg(long, conflicts_with_all = ["tap", "address", "mac"])]
     pub no_tap: bool,
+    /// Serve wss:// (TLS) with this certificate (PEM: the server's
+    /// certificate first, then its chain). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: RSA, ECDSA or Ed25519).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: require client certificates signed by this CA (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Require HTTP Basic authentication against this Apache htpasswd file
+    /// (bcrypt, {SHA}, apr1 or SHA-crypt hashes). Re-read when it changes
+    /// and on SIGHUP; links of removed users are closed.
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Accept browser requests only from this origin (repeat for more),
+    /// e.g. https://example.org. Requests without an Origin header (any
+    /// non-browser client) are not affected.
+    #[arg(long = "origin", value_name = "ORIGIN")]
+    pub origins: Vec<String>,
+    /// Behind a reverse proxy you trust: take the client's address from
+    /// the last X-Forwarded-For entry (for logs, limits and back-off).
+    #[arg(long)]
+    pub trust_proxy: bool,
+    /// Most clients at once (0: no limit); more get HTTP 503.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_clients: usize,
+    /// Most clients at once from one address (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_clients_per_ip: usize,
+    /// Most connections still in their handshake at once; more are closed
+    /// at once.
+    #[arg(long, default_value_t = 1024, value_name = "N",
+          value_parser = clap::value_parser!(usize))]
+    pub max_pending: usize,
+    #[command(flatten)]
+    pub link: LinkArgs,
     #[command(flatten)]
     pub tap: TapArgs,
     #[command(flatten)]
@@ -130,9 +187,50 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Server URL, e.g. ws://host:8080/
-    #[arg(value_name = "URL")]
-    pub url: Url,
+    /// Server URL, e.g. ws://host:8080/ or wss://host/. Give several for
+    /// failover: they are tried in order, and while on a later one the
+    /// earlier ones are retried every --failback seconds.
+    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    pub urls: Vec<Url>,
+    /// Trust this CA (PEM) for wss:// instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the server's certificate (testing only: anyone on the
+    /// path can read and change the traffic).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Verify (and send as SNI) this name instead of the URL's host.
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// Mutual TLS: present this certificate (PEM, with its chain).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// HTTP Basic authentication as this user. The password comes from
+    /// --password-file, else $ETHERWS_PASSWORD, else a prompt on the
+    /// terminal.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// File whose first line is the password.
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+    /// Extra request header, e.g. -H 'X-Tenant: blue' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Reach the server through this HTTP CONNECT proxy,
+    /// http://[user:password@]host:port. Without it, $https_proxy (wss),
+    /// $http_proxy (ws), $all_proxy and $no_proxy are honoured.
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    pub proxy: Option<String>,
+    /// Ignore the proxy environment variables.
+    #[arg(long)]
+    pub no_proxy: bool,
+    /// With several URLs: while on a later one, retry the earlier ones
+    /// every SECS seconds and move back when one answers (0: never).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub failback: u64,
     /// Exit instead of reconnecting when the first connection fails or the
     /// link drops.
     #[arg(long)]
@@ -141,6 +239,8 @@ pub struct ClientArgs {
     /// doubles from 100 ms up to this, with jitter).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub max_backoff: u64,
+    #[command(flatten)]
+    pub link: LinkArgs,
     #[command(flatten)]
     pub tap: TapArgs,
     #[command(flatten)]
@@ -165,6 +265,22 @@ pub struct PingArgs {
     /// Seconds to keep trying until the first reply arrives.
     #[arg(long, default_value_t = 20)]
     pub wait: u64,
+}
+
+/// Parses `Name: value` (an HTTP header line, without CR or LF).
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not NAME: VALUE"))?;
+    let name = name.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err("a header value cannot contain line breaks".into());
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 /// Parses `198.18.1.1/24`.
@@ -202,5 +318,16 @@ mod tests {
         assert!(parse_cidr("198.18.1.1").is_err());
         assert!(parse_cidr("198.18.1.1/33").is_err());
         assert!(parse_cidr("fe80::1/64").is_err());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_header("X-Tenant: blue"),
+            Ok(("X-Tenant".into(), "blue".into()))
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("Bad Name: x").is_err());
+        assert!(parse_header("X: a\r\nInjected: b").is_err());
     }
 }

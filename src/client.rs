@@ -5,16 +5,18 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etherws_core::{PortConfig, PortEnd, PortKind, Registry};
+use etherws_core::{Link, PortConfig, PortEnd, PortKind, Registry, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
+use url::Url;
 
 use crate::cli::ClientArgs;
 use crate::node::{
     attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
 };
 use crate::runtime::{Ex, Signal};
+use crate::transport::Transports;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 /// A link that stayed up this long resets the backoff.
@@ -73,21 +75,47 @@ fn link_worked(up: Duration, c: &etherws_core::Counts) -> bool {
     up >= STABLE || (c.rx_frames > 0 && c.tx_frames > 0)
 }
 
+/// Connects to the first URL that answers, in order; `Err` with the last
+/// error when none does.
+async fn connect_first(
+    registry: &Registry,
+    urls: &[Url],
+    upto: usize,
+) -> Result<(usize, Link), (usize, TransportError)> {
+    let mut last = None;
+    for (i, url) in urls.iter().enumerate().take(upto) {
+        match registry.connect(url).await {
+            Ok(link) => return Ok((i, link)),
+            Err(e) => {
+                if urls.len() > 1 {
+                    log::info!("cannot connect to {url}: {e}");
+                }
+                last = Some((i, e));
+            }
+        }
+    }
+    Err(last.unwrap_or((0, TransportError::Timeout("no URL".into()))))
+}
+
 pub async fn run(
     ex: Ex,
     args: ClientArgs,
-    registry: Registry,
+    transports: Transports,
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
-    if registry.get(args.url.scheme()).is_none() {
-        bail!(
-            "unsupported URL scheme {:?} in {} (supported: {})",
-            args.url.scheme(),
-            args.url,
-            registry.schemes().join(", ")
-        );
+    let registry = transports.registry();
+    for url in &args.urls {
+        if registry.get(url.scheme()).is_none() {
+            bail!(
+                "unsupported URL scheme {:?} in {} (supported: {})",
+                url.scheme(),
+                url,
+                registry.schemes().join(", ")
+            );
+        }
     }
-    let wired = build_node(&args.tap, &args.switch)?;
+    let mut wired = build_node(&args.tap, &args.switch)?;
+    wired.transports = Some(transports.ws.clone());
     let node = wired.node.clone();
     let tap = attach_tap(&ex, &node, &args.tap)?;
     spawn_housekeeping(&ex, &node, &args.switch);
@@ -95,28 +123,61 @@ pub async fn run(
     let links = {
         let ex = ex.clone();
         let node = node.clone();
-        let url = args.url.clone();
+        let urls = args.urls.clone();
         let once = args.once;
+        let failback = Duration::from_secs(args.failback);
         let mut backoff = Backoff::new(Duration::from_secs(args.max_backoff.max(1)));
         async move {
             let mut failures = 0u32;
+            // A link already made (by a failback probe) to use next.
+            let mut next: Option<(usize, Link)> = None;
             loop {
                 if node.is_closing() {
                     return Ok(());
                 }
-                match registry.connect(&url).await {
-                    Ok(link) => {
+                let made = match next.take() {
+                    Some(n) => Ok(n),
+                    None => connect_first(&registry, &urls, urls.len()).await,
+                };
+                match made {
+                    Ok((i, link)) => {
+                        let url = &urls[i];
                         log::info!("connected to {url} ({})", link.peer);
                         failures = 0;
                         let up = Instant::now();
                         let port = node.attach(link, PortKind::Link, PortConfig::default());
-                        let counters = port.counters.clone();
-                        let end = run_port(&ex, port).await;
+                        let (id, counters) = (port.id, port.counters.clone());
+                        let run = run_port(&ex, port).boxed();
+                        let end = if i == 0 || failback.is_zero() {
+                            run.await
+                        } else {
+                            // On a fallback: retry the earlier URLs now and then.
+                            let probe = async {
+                                loop {
+                                    Timer::after(failback).await;
+                                    if let Ok(found) = connect_first(&registry, &urls, i).await {
+                                        return found;
+                                    }
+                                }
+                            };
+                            match future::select(run, Box::pin(probe)).await {
+                                Either::Left((end, _)) => end,
+                                Either::Right(((j, better), run)) => {
+                                    log::info!("{} answers again: moving back from {url}", urls[j]);
+                                    next = Some((j, better));
+                                    node.detach(id);
+                                    run.await
+                                }
+                            }
+                        };
                         if link_worked(up.elapsed(), &counters.snapshot()) {
                             backoff.reset();
                         }
                         if node.is_closing() {
                             return Ok(());
+                        }
+                        if next.is_some() {
+                            continue;
                         }
                         if once {
                             return match end {
@@ -126,21 +187,27 @@ pub async fn run(
                         }
                         log::warn!("link to {url} lost; reconnecting");
                     }
-                    Err(e) => {
+                    Err((i, e)) => {
+                        let url = &urls[i];
                         if once {
                             return Err(e).with_context(|| format!("cannot connect to {url}"));
                         }
                         failures += 1;
                         let wait = backoff.next();
+                        let which = if urls.len() > 1 {
+                            "any server"
+                        } else {
+                            "the server"
+                        };
                         // Say it loudly the first time, then quietly.
                         if failures == 1 {
                             log::error!(
-                                "cannot connect to {url}: {e}; retrying (backoff up to {:?})",
+                                "cannot reach {which} (last: {url}: {e}); retrying (backoff up to {:?})",
                                 backoff.max
                             );
                         } else {
                             log::info!(
-                                "cannot connect to {url}: {e}; retry {failures} in {wait:.1?}"
+                                "cannot reach {which} (last: {url}: {e}); retry {failures} in {wait:.1?}"
                             );
                         }
                         Timer::after(wait).await;

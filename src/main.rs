@@ -8,13 +8,12 @@ mod node;
 mod ping;
 mod runtime;
 mod server;
+mod transport;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use etherws_core::Registry;
-use etherws_ws::{Ws, WsConfig};
 
 use cli::{Cli, Command};
 
@@ -31,25 +30,17 @@ fn init_logging(cli: &Cli) {
         .init();
 }
 
-/// The transports this binary knows, keyed by URL scheme.
-fn registry(max_frame: usize) -> Registry {
-    Registry::new().with(Ws::new(WsConfig {
-        max_frame,
-        ..WsConfig::default()
-    }))
-}
-
 fn real_main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => {
             let signals = runtime::signals()?;
-            let reg = registry(node::node_config(&args.tap, &args.switch).max_frame);
-            runtime::run(move |ex| Box::new(Box::pin(server::run(ex, args, reg, signals))))
+            let ws = transport::for_server(&args)?;
+            runtime::run(move |ex| Box::new(Box::pin(server::run(ex, args, ws, signals))))
         }
         Command::Client(args) => {
             let signals = runtime::signals()?;
-            let reg = registry(node::node_config(&args.tap, &args.switch).max_frame);
-            runtime::run(move |ex| Box::new(Box::pin(client::run(ex, args, reg, signals))))
+            let ws = transport::for_client(&args)?;
+            runtime::run(move |ex| Box::new(Box::pin(client::run(ex, args, ws, signals))))
         }
         Command::Demo(args) => demo::run(args),
         Command::Ping(args) => ping::run(args),

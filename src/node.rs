@@ -21,6 +21,8 @@ pub struct Wired {
     pub chains: Vec<Arc<Chain>>,
     /// Node-level counters for the report (name, value).
     pub counters: Vec<(&'static str, Arc<AtomicU64>)>,
+    /// Transports to reload on SIGHUP (certificates, htpasswd).
+    pub transports: Option<etherws_ws::Ws>,
 }
 
 impl Wired {
@@ -37,6 +39,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             node: Node::new(cfg),
             chains: Vec::new(),
             counters: Vec::new(),
+            transports: None,
         });
     }
     let host = Host::new().context("starting the WASM filter host")?;
@@ -62,6 +65,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
         node: Node::with_filters(cfg, ingress.clone(), egress.clone()),
         chains: vec![ingress, egress],
         counters: Vec::new(),
+        transports: None,
     })
 }
 
@@ -254,6 +258,17 @@ pub async fn until_stopped(w: &Wired, signals: &async_channel::Receiver<Signal>)
 /// that fails to load keeps its old filters. Compiling wasm is slow, so it
 /// runs on a blocking thread, not on the executor.
 async fn reload(w: &Wired) {
+    if let Some(ws) = w.transports.clone() {
+        // Reading files and bcrypt-free parsing, but off the executor all
+        // the same.
+        let (done, failed) = smol::unblock(move || ws.reload()).await;
+        for d in done {
+            log::info!("SIGHUP: {d}");
+        }
+        for f in failed {
+            log::error!("SIGHUP: {f}");
+        }
+    }
     if w.chains.is_empty() {
         log::info!("SIGHUP: no filters to reload");
     }

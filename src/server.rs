@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etherws_core::stats::{suppressed_note, LogLimiter};
-use etherws_core::{PortConfig, PortKind, Registry, TransportError};
+use etherws_core::{PortConfig, PortKind, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
@@ -18,6 +18,7 @@ use crate::node::{
     attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
 };
 use crate::runtime::{Ex, Signal};
+use crate::transport::Transports;
 
 /// Connections that did not become ports (failed handshakes, refusals):
 /// counted, and logged at most 20 lines per 10 s.
@@ -47,11 +48,12 @@ impl Refused {
     }
 }
 
-pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
+pub fn listen_url(listen: &str, path: &str, tls: bool) -> Result<Url> {
     if !path.starts_with('/') {
         bail!("--path must start with '/': {path:?}");
     }
-    let url = Url::parse(&format!("ws://{listen}{path}"))
+    let scheme = if tls { "wss" } else { "ws" };
+    let url = Url::parse(&format!("{scheme}://{listen}{path}"))
         .with_context(|| format!("bad --listen address {listen:?} (expected ADDR:PORT)"))?;
     if url.port().is_none() && !listen.ends_with(":80") {
         bail!("--listen {listen:?} needs a port (ADDR:PORT)");
@@ -62,11 +64,13 @@ pub fn listen_url(listen: &str, path: &str) -> Result<Url> {
 pub async fn run(
     ex: Ex,
     args: ServerArgs,
-    registry: Registry,
+    transports: Transports,
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
-    let url = listen_url(&args.listen, &args.path)?;
+    let url = listen_url(&args.listen, &args.path, args.tls_cert.is_some())?;
+    let registry = transports.registry();
     let mut wired = build_node(&args.tap, &args.switch)?;
+    wired.transports = Some(transports.ws.clone());
     let node = wired.node.clone();
     let tap = if args.no_tap {
         None
@@ -78,7 +82,8 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     log::info!(
-        "listening on ws://{}{} ({})",
+        "listening on {}://{}{} ({})",
+        url.scheme(),
         listener.local_addr(),
         args.path,
         if args.switch.hub {

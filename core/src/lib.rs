@@ -25,7 +25,7 @@ pub use node::{AttachedPort, Node, NodeConfig, PortEnd};
 pub use stats::{Counts, DropReason, PortCounters, PortStats};
 pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
 pub use transport::{
-    FrameSink, FrameStream, Link, LinkError, Listener, PeerInfo, PendingLink, Registry, Transport,
-    TransportError,
+    CloseHook, CloseReason, FrameSink, FrameStream, Link, LinkError, Listener, PeerInfo,
+    PendingLink, Registry, Transport, TransportError,
 };
 pub use wire::{EthernetFrame, MacAddr};

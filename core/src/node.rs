@@ -29,7 +29,7 @@ use crate::stats::{suppressed_note, DropReason, LogLimiter, PortCounters, PortSt
 use crate::switch::{
     Decision, FdbRow, Learned, PortConfig, PortId, Switch, SwitchConfig, SwitchDrop,
 };
-use crate::transport::{FrameSink, FrameStream, Link, LinkError};
+use crate::transport::{CloseReason, FrameSink, FrameStream, Link, LinkError};
 use crate::wire::{self, EthernetFrame};
 
 /// Default per-port output queue length, in frames.
@@ -306,17 +306,24 @@ impl Node {
         };
         self.inner.live.fetch_add(1, Relaxed);
         let live = Arc::new(LiveGuard(self.inner.clone()));
+        // Set by the writer when the link failed under it: no point then in
+        // reading on for the peer's Close.
+        let broken = Arc::new(AtomicBool::new(false));
         self.link_line(
             log::Level::Info,
             format_args!("port {id} attached: {} {name}", kind.as_str()),
         );
-        let Link { rx, tx, .. } = link;
+        let Link {
+            rx, tx, on_close, ..
+        } = link;
         let reader = {
             let node = self.clone();
             let counters = counters.clone();
             let name = name.clone();
             let stop_rx = stop_rx.clone();
             let live = live.clone();
+            let broken = broken.clone();
+            let on_close = on_close.clone();
             async move {
                 let _live = live;
                 let started = Instant::now();
@@ -330,6 +337,9 @@ impl Node {
                         Either::Left((end, _)) | Either::Right((end, _)) => end,
                     }
                 };
+                if let (PortEnd::Panicked(_), Some(hook)) = (&end, &on_close) {
+                    hook(CloseReason::InternalError);
+                }
                 node.detach(id);
                 let took = started.elapsed().as_secs_f64();
                 let c = counters.snapshot();
@@ -351,7 +361,10 @@ impl Node {
                         format_args!("port {id} ({name}) detached after {took:.1}s; {c}"),
                     ),
                 }
-                if matches!(end, PortEnd::Detached) && kind == PortKind::Link {
+                if matches!(end, PortEnd::Detached)
+                    && kind == PortKind::Link
+                    && !broken.load(Relaxed)
+                {
                     // Our writer sends a Close; read until the peer's
                     // answer ends the link (bounded by the caller).
                     let _ = AssertUnwindSafe(drain(&mut rx)).catch_unwind().await;
@@ -366,10 +379,13 @@ impl Node {
             let name = name.clone();
             async move {
                 let _live = live;
-                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, tx, &counters))
+                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, tx, &counters, &broken))
                     .catch_unwind()
                     .await;
                 if let Err(p) = w {
+                    if let Some(hook) = &on_close {
+                        hook(CloseReason::InternalError);
+                    }
                     log::error!(
                         "port {id} ({name}) writer ended by an internal error (panic: {}); port detached",
                         panic_message(&*p)
@@ -624,6 +640,7 @@ impl Node {
         bound: Arc<QueueBound>,
         mut tx: FrameSink,
         counters: &PortCounters,
+        broken: &AtomicBool,
     ) {
         let ctx = FilterContext {
             direction: Direction::Egress,
@@ -659,6 +676,7 @@ impl Node {
                 }
                 // The sink is finished (never polled again); stop the
                 // reader too: the link is unusable.
+                broken.store(true, Relaxed);
                 self.detach(id);
             }
         }
@@ -842,14 +860,14 @@ mod tests {
     ) {
         let (in_tx, in_rx) = mpsc::unbounded();
         let (out_tx, out_rx) = mpsc::unbounded();
-        let link = Link {
-            rx: Box::pin(in_rx),
-            tx: Box::pin(out_tx.sink_map_err(|_| LinkError::Closed)),
-            peer: PeerInfo {
+        let link = Link::new(
+            Box::pin(in_rx),
+            Box::pin(out_tx.sink_map_err(|_| LinkError::Closed)),
+            PeerInfo {
                 scheme: "mem",
                 remote: name.to_string(),
             },
-        };
+        );
         (link, in_tx, out_rx)
     }
 
@@ -1024,14 +1042,14 @@ mod tests {
         let mut pool = LocalPool::new();
         let sp = pool.spawner();
         let (in_tx, in_rx) = mpsc::unbounded::<Result<Frame, LinkError>>();
-        let bad = Link {
-            rx: Box::pin(in_rx),
-            tx: Box::pin(FailOnce { failed: false }),
-            peer: PeerInfo {
+        let bad = Link::new(
+            Box::pin(in_rx),
+            Box::pin(FailOnce { failed: false }),
+            PeerInfo {
                 scheme: "mem",
                 remote: "bad".into(),
             },
-        };
+        );
         let (l2, in2, _o2) = mem_link("good");
         let p = node.attach(bad, PortKind::Link, PortConfig::default());
         let (reader, writer) = (p.reader, p.writer);
@@ -1078,9 +1096,12 @@ mod tests {
         );
         let mut pool = LocalPool::new();
         let sp = pool.spawner();
-        let (l1, in1, _o1) = mem_link("a");
+        let (mut l1, in1, _o1) = mem_link("a");
         let (l2, in2, _o2) = mem_link("b");
         let (l3, _in3, mut out3) = mem_link("c");
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t2 = told.clone();
+        l1.on_close = Some(Arc::new(move |r| t2.lock().unwrap().push(r)));
         let p1 = node.attach(l1, PortKind::Link, PortConfig::default());
         let end = Arc::new(Mutex::new(None));
         let e2 = end.clone();
@@ -1093,6 +1114,11 @@ mod tests {
         in1.unbounded_send(Ok(eth(0xff, 0xa, 60))).unwrap();
         pool.run_until_stalled();
         assert!(matches!(*end.lock().unwrap(), Some(PortEnd::Panicked(ref m)) if m == "boom"));
+        assert_eq!(
+            *told.lock().unwrap(),
+            [CloseReason::InternalError],
+            "the link was told why"
+        );
         in2.unbounded_send(Ok(eth(0xff, 0xb, 60))).unwrap();
         pool.run_until_stalled();
         assert!(out3.try_recv().is_ok(), "the other ports still switch");

@@ -179,13 +179,13 @@ impl Tap {
     /// both halves are dropped.
     pub fn into_link(self) -> Link {
         let max_frame = usize::from(self.mtu) + wire::MAX_OVERHEAD;
-        Link {
-            rx: Box::pin(TapRx {
+        Link::new(
+            Box::pin(TapRx {
                 fd: self.fd.clone(),
                 buf: BytesMut::new(),
                 max_frame,
             }),
-            tx: Box::pin(TapTx {
+            Box::pin(TapTx {
                 fd: self.fd,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
@@ -193,11 +193,11 @@ impl Tap {
                 refused: 0,
                 log_limit: LogLimiter::default(),
             }),
-            peer: PeerInfo {
+            PeerInfo {
                 scheme: "tap",
                 remote: self.name,
             },
-        }
+        )
     }
 }
 

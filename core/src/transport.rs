@@ -95,7 +95,34 @@ pub struct Link {
     pub rx: FrameStream,
     pub tx: FrameSink,
     pub peer: PeerInfo,
+    /// Told why, just before the node ends the link for a reason of its own
+    /// (a transport may tell the peer: WebSocket close codes). Optional.
+    pub on_close: Option<CloseHook>,
 }
+
+impl Link {
+    /// A link without a close hook.
+    pub fn new(rx: FrameStream, tx: FrameSink, peer: PeerInfo) -> Self {
+        Link {
+            rx,
+            tx,
+            peer,
+            on_close: None,
+        }
+    }
+}
+
+/// Why the node ends a link, when the reason is its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A bug ended the port (a panic in its reader or writer); the node
+    /// keeps serving the other ports.
+    InternalError,
+}
+
+/// See [`Link::on_close`].
+pub type CloseHook = Arc<dyn Fn(CloseReason) + Send + Sync>;
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

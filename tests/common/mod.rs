@@ -171,7 +171,7 @@ pub struct Proc {
     out: PathBuf,
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("etherws-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
@@ -179,6 +179,11 @@ fn scratch(name: &str) -> PathBuf {
 
 impl Proc {
     pub fn start(label: &str, ns: &str, args: &[&str]) -> Proc {
+        Self::start_env(label, ns, args, &[])
+    }
+
+    /// Like [`Proc::start`], with extra environment variables.
+    pub fn start_env(label: &str, ns: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let tag = unique(label);
         let log = scratch(&format!("{tag}.log"));
         let out = scratch(&format!("{tag}.out"));
@@ -186,6 +191,7 @@ impl Proc {
             .args(["netns", "exec", ns, BIN])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&out).unwrap())
             .stderr(File::create(&log).unwrap())
@@ -513,4 +519,37 @@ pub fn tcp_transfer(
     drop(s);
     let (n, rhash) = receiver.join().unwrap();
     (n, rhash == hash.finalize() && n == total)
+}
+
+/// Starts a program (not ours: nginx, tinyproxy...) in a namespace, its
+/// output to a log file; killed and reaped on drop.
+pub fn spawn_in(ns: &Netns, label: &str, cmd: &[&str]) -> (KillOnDrop, PathBuf) {
+    let log = scratch(&format!("{}.log", unique(label)));
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(File::create(&log).unwrap())
+        .stderr(File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {label}: {e}"));
+    (KillOnDrop(Some(child)), log)
+}
+
+/// Waits until something listens on `addr` (TCP) inside `ns`.
+pub fn listening(ns: &Netns, addr: &'static str, within: Duration) -> bool {
+    poll(within, || {
+        ns.enter(move || {
+            std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(500))
+        })
+        .is_ok()
+    })
+}
+
+/// The `port ...` line of a report whose name contains `part`.
+pub fn port_line(report: &str, part: &str) -> Option<String> {
+    report
+        .lines()
+        .find(|l| l.starts_with("port ") && l.contains(part))
+        .map(str::to_string)
 }

@@ -42,6 +42,20 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// An internal error of the node ended the link.
     pub const INTERNAL: u16 = 1011;
+
+    /// The reason text sent with a code of ours.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            NORMAL => "",
+            GOING_AWAY => "going away",
+            PROTOCOL => "protocol error",
+            INVALID_DATA => "invalid data",
+            POLICY => "policy violation",
+            TOO_BIG => "message too big",
+            INTERNAL => "internal error",
+            _ => "",
+        }
+    }
 }
 
 /// Longest frame header: 2 + 8 (length) + 4 (mask).

@@ -28,6 +28,22 @@ pub fn handshake(data: &[u8]) {
     let _ = handshake::head_end(data);
 }
 
+/// The htpasswd parser and the Basic-credentials parser on arbitrary
+/// text: never panic; a user the parser accepts can be checked.
+pub fn htpasswd(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(users) = crate::auth::parse(std::path::Path::new("fuzz"), &text) {
+        for hash in users.values().take(4) {
+            // bcrypt and SHA-crypt are slow by design: only cheap ones here.
+            if hash.starts_with("{SHA}") || hash.starts_with("$apr1$") {
+                let _ = crate::auth::verify_hash(hash, "secret");
+            }
+        }
+    }
+    let _ = crate::auth::basic_credentials(&text);
+    let _ = crate::proxy::Proxy::parse(&text);
+}
+
 /// Hands out `data` in pieces whose sizes come from `cuts` (0: not ready
 /// this time).
 struct Pieces {
@@ -210,6 +226,17 @@ mod props {
         #[test]
         fn handshake_parsers_never_panic(data in vec(any::<u8>(), 0..400)) {
             super::handshake(&data);
+        }
+
+        #[test]
+        fn htpasswd_and_credential_parsers_never_panic(
+            data in prop_oneof![
+                vec(any::<u8>(), 0..200),
+                "[a-z]{1,8}:(\\{SHA\\}|\\$apr1\\$|\\$2y\\$0|\\$6\\$)?[ -~]{0,40}".prop_map(String::into_bytes),
+                "Basic [A-Za-z0-9+/=]{0,40}".prop_map(String::into_bytes),
+            ]
+        ) {
+            super::htpasswd(&data);
         }
 
         #[test]

@@ -1,4 +1,5 @@
-//! WebSocket transport for etherws: `ws://` client and server on smol.
+//! WebSocket transport for etherws: `ws://` and `wss://` (TLS), client and
+//! server, on smol.
 //!
 //! Wire format (spec/protocol.md): after an RFC 6455 handshake on the
 //! configured path, every binary message carries exactly one Ethernet
@@ -8,58 +9,42 @@
 //! answered here and never reach the node.
 //!
 //! Modules: [`codec`] (framing, sans-IO), [`handshake`] (the HTTP upgrade),
-//! `link` (the two halves of a connection as a [`Link`]).
+//! [`tls`] (rustls), [`auth`] (htpasswd, back-off), [`proxy`] (HTTP
+//! CONNECT), `link` (a connection's two halves as a [`Link`], keepalive),
+//! `server` and `client` (the two sides' connection setup).
+//!
+//! [`LinkError::NotAFrame`]: etherws_core::LinkError::NotAFrame
+//! [`LinkError::Oversize`]: etherws_core::LinkError::Oversize
 
+pub mod auth;
+mod client;
 pub mod codec;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod handshake;
 mod link;
+pub mod proxy;
+mod server;
+mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tls;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etherws_core::{Link, Listener, PeerInfo, PendingLink, Transport, TransportError};
+use etherws_core::{Link, Listener, PeerInfo, Transport, TransportError};
 use futures::future::{self, BoxFuture, Either};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
-use smol::net::{TcpListener, TcpStream};
 use smol::Timer;
 use url::Url;
 
+use crate::auth::Htpasswd;
 pub use crate::codec::Role;
-use crate::handshake::{ClientRequest, Refusal, ResponseError, MAX_HEAD};
-
-pub use link::{READ_BUF, WRITE_HIGH};
-
-/// A WebSocket link over any byte stream, after a handshake done elsewhere
-/// (a TLS stream, a test pipe, a custom transport's own connection): one
-/// frame per binary message, as `ws://` links are. `read` and `write` are
-/// the stream's two halves (for a socket: two clones of it, for TLS:
-/// `futures::io::split`); `leftover` holds bytes already read past the
-/// handshake. The limits are `cfg`'s.
-pub fn link_over<R, W>(
-    read: R,
-    write: W,
-    role: Role,
-    leftover: Vec<u8>,
-    cfg: &WsConfig,
-    peer: PeerInfo,
-) -> Link
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    link::make_link(
-        read,
-        write,
-        role,
-        leftover,
-        cfg.max_frame,
-        cfg.hard_limit(),
-        peer,
-    )
-}
+use crate::handshake::{Refusal, MAX_HEAD};
+pub use crate::link::{Keepalive, LinkHandle, READ_BUF, WRITE_HIGH};
+use crate::proxy::Proxy;
+use crate::tls::{TlsClient, TlsServer};
 
 /// Headroom above the largest frame before a message is refused outright:
 /// the link is closed with code 1009. Messages between the frame limit and
@@ -67,13 +52,87 @@ where
 /// node as `oversize`; the link stays up.
 pub const MESSAGE_HEADROOM: usize = 64 * 1024;
 
-/// Settings shared by the client and server sides.
+/// Default keepalive: a Ping after 15 s of silence (below the 60 s idle
+/// timeout of common reverse proxies), the link declared dead after 10 s
+/// more.
+pub const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
+    interval: Duration::from_secs(15),
+    timeout: Duration::from_secs(10),
+};
+
+/// Which proxy a client dials through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProxyChoice {
+    /// The environment's (`http_proxy`/`https_proxy`/`all_proxy`, with
+    /// `no_proxy`), if any.
+    #[default]
+    FromEnv,
+    /// None, whatever the environment says.
+    Direct,
+    /// This one.
+    Via(Proxy),
+}
+
+/// Client-side settings.
+#[derive(Clone, Debug, Default)]
+pub struct ClientConfig {
+    /// TLS for `wss://`; `None`: the system's roots, built on first use.
+    pub tls: Option<Arc<TlsClient>>,
+    /// HTTP Basic credentials (user, password).
+    pub credentials: Option<(String, String)>,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(String, String)>,
+    pub proxy: ProxyChoice,
+}
+
+/// Server-side settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// TLS, required to listen on `wss://`.
+    pub tls: Option<Arc<TlsServer>>,
+    /// Require HTTP Basic authentication against this file.
+    pub htpasswd: Option<Arc<Htpasswd>>,
+    /// If not empty, a request with an `Origin` header must name one of
+    /// these (browsers send it; other clients do not).
+    pub origins: Vec<String>,
+    /// Take the client's address from `X-Forwarded-For` (behind a reverse
+    /// proxy you trust).
+    pub trust_proxy: bool,
+    /// Most links at once (0: no limit).
+    pub max_clients: usize,
+    /// Most links at once from one address (0: no limit).
+    pub max_clients_per_ip: usize,
+    /// Most connections still in their handshake at once; more are closed
+    /// at once (a slowloris cannot hold the listener).
+    pub max_pending: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tls: None,
+            htpasswd: None,
+            origins: Vec::new(),
+            trust_proxy: false,
+            max_clients: 4096,
+            max_clients_per_ip: 0,
+            max_pending: 1024,
+        }
+    }
+}
+
+/// Settings of the ws transport.
 #[derive(Clone, Debug)]
 pub struct WsConfig {
     /// Largest Ethernet frame expected (MTU + header + VLAN tags).
     pub max_frame: usize,
-    /// How long a TCP connect plus WebSocket handshake may take.
+    /// How long a TCP connect (or accept) plus TLS and WebSocket handshakes
+    /// may take.
     pub handshake_timeout: Duration,
+    /// `None`: no Pings, no dead-peer detection.
+    pub keepalive: Option<Keepalive>,
+    pub client: ClientConfig,
+    pub server: ServerConfig,
 }
 
 impl Default for WsConfig {
@@ -81,6 +140,9 @@ impl Default for WsConfig {
         WsConfig {
             max_frame: 1500 + etherws_core::wire::MAX_OVERHEAD,
             handshake_timeout: Duration::from_secs(10),
+            keepalive: Some(DEFAULT_KEEPALIVE),
+            client: ClientConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -92,15 +154,99 @@ impl WsConfig {
     }
 }
 
-/// The `ws://` transport.
-#[derive(Clone, Debug, Default)]
+/// Links authenticated as a user, for closing them when the user goes.
+#[derive(Default)]
+pub(crate) struct UserLinks(Mutex<Vec<(String, LinkHandle)>>);
+
+impl UserLinks {
+    pub(crate) fn add(&self, user: String, h: LinkHandle) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|(_, h)| h.is_alive());
+        v.push((user, h));
+    }
+
+    /// Closes (1008) the links of users `still` does not accept.
+    fn revoke(&self, still: impl Fn(&str) -> bool) -> usize {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        v.retain(|(user, h)| {
+            if !h.is_alive() {
+                return false;
+            }
+            if still(user) {
+                return true;
+            }
+            if h.close_with(codec::close::POLICY) {
+                n += 1;
+            }
+            false
+        });
+        n
+    }
+}
+
+/// The `ws://` and `wss://` transport. Cheap to clone (shared).
+#[derive(Clone)]
 pub struct Ws {
     cfg: Arc<WsConfig>,
+    users: Arc<UserLinks>,
+}
+
+impl std::fmt::Debug for Ws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ws").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Default for Ws {
+    fn default() -> Self {
+        Ws::new(WsConfig::default())
+    }
 }
 
 impl Ws {
     pub fn new(cfg: WsConfig) -> Self {
-        Ws { cfg: Arc::new(cfg) }
+        Ws {
+            cfg: Arc::new(cfg),
+            users: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &WsConfig {
+        &self.cfg
+    }
+
+    /// Re-reads certificate, key and htpasswd files (SIGHUP). Established
+    /// links keep their TLS sessions; links of users no longer in the
+    /// htpasswd file are closed with 1008. Returns one line per thing
+    /// reloaded, and the errors (the old configuration stays on error).
+    pub fn reload(&self) -> (Vec<String>, Vec<String>) {
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        if let Some(t) = &self.cfg.server.tls {
+            match t.reload() {
+                Ok(()) => done.push("server certificate reloaded".into()),
+                Err(e) => failed.push(format!("server certificate not reloaded: {e}")),
+            }
+        }
+        if let Some(t) = &self.cfg.client.tls {
+            match t.reload() {
+                Ok(()) => done.push("client TLS files reloaded".into()),
+                Err(e) => failed.push(format!("client TLS files not reloaded: {e}")),
+            }
+        }
+        if let Some(h) = &self.cfg.server.htpasswd {
+            match h.reload() {
+                Ok(n) => {
+                    let gone = self.users.revoke(|u| h.contains(u));
+                    done.push(format!(
+                        "htpasswd {} reloaded: {n} users; {gone} links of removed users closed",
+                        h.path().display()
+                    ));
+                }
+                Err(e) => failed.push(format!("htpasswd not reloaded: {e}")),
+            }
+        }
+        (done, failed)
     }
 }
 
@@ -141,7 +287,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Transpor
 }
 
 /// Why reading a head failed.
-enum HeadError {
+pub(crate) enum HeadError {
     Io(std::io::Error),
     /// The peer closed before the head was complete.
     Eof,
@@ -150,7 +296,9 @@ enum HeadError {
 
 /// Reads an HTTP head (through the blank line) of at most [`MAX_HEAD`]
 /// bytes; returns it and whatever followed it.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+    s: &mut S,
+) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -173,199 +321,56 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>)
     }
 }
 
-/// Writes `bytes`, then closes the connection (a refusal).
-async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, r: &Refusal) {
+/// Writes a refusal, then closes the connection.
+pub(crate) async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, r: &Refusal) {
     let _ = s.write_all(&r.to_http()).await;
     let _ = s.close().await;
 }
 
+/// A WebSocket link over any byte stream, after a handshake done elsewhere
+/// (a test pipe, a custom transport's own connection): one frame per
+/// binary message, as `ws://` links are. `read` and `write` are the
+/// stream's two halves (for a socket: two clones of it; otherwise
+/// `futures::io::AsyncReadExt::split`); `leftover` holds bytes already read
+/// past the handshake. Limits and keepalive are `cfg`'s.
+pub fn link_over<R, W>(
+    read: R,
+    write: W,
+    role: Role,
+    leftover: Vec<u8>,
+    cfg: &WsConfig,
+    peer: PeerInfo,
+) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    link::make_link(
+        read,
+        write,
+        link::LinkParams {
+            role,
+            leftover,
+            max_frame: cfg.max_frame,
+            hard_limit: cfg.hard_limit(),
+            keepalive: cfg.keepalive,
+            guard: None,
+        },
+        peer,
+    )
+    .0
+}
+
 impl Transport for Ws {
     fn schemes(&self) -> &[&'static str] {
-        &["ws"]
+        &["ws", "wss"]
     }
 
     fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>> {
-        let url = url.clone();
-        let cfg = self.cfg.clone();
-        async move {
-            let (host, port) = host_port(&url)?;
-            let what = format!("connecting to {host}:{port}");
-            timeout(cfg.handshake_timeout, what.clone(), async {
-                let mut tcp = TcpStream::connect((host.as_str(), port))
-                    .await
-                    .map_err(io_err(what.clone()))?;
-                let _ = tcp.set_nodelay(true);
-                let remote = tcp
-                    .peer_addr()
-                    .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string());
-                let host_header = match url.port() {
-                    Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
-                    None => url.host_str().unwrap_or(&host).to_string(),
-                };
-                let target = match url.query() {
-                    Some(q) => format!("{}?{q}", url.path()),
-                    None => url.path().to_string(),
-                };
-                let key = handshake::new_key();
-                let req = ClientRequest {
-                    host: &host_header,
-                    target: &target,
-                    key: &key,
-                    headers: &[],
-                };
-                tcp.write_all(&req.to_http())
-                    .await
-                    .map_err(io_err(format!("sending the upgrade request to {remote}")))?;
-                let (head, leftover) = match read_head(&mut tcp).await {
-                    Ok(h) => h,
-                    Err(HeadError::Io(e)) => {
-                        return Err(io_err(format!("reading the upgrade answer of {remote}"))(e))
-                    }
-                    Err(HeadError::Eof) => {
-                        return Err(TransportError::Handshake(format!(
-                            "{remote} closed the connection during the upgrade"
-                        )))
-                    }
-                    Err(HeadError::TooLong) => {
-                        return Err(TransportError::Handshake(format!(
-                            "{remote} sent an HTTP head longer than {MAX_HEAD} bytes"
-                        )))
-                    }
-                };
-                match handshake::parse_response(&head, &key) {
-                    Ok(_protocol) => {}
-                    Err(ResponseError::Status(code, reason)) => {
-                        return Err(TransportError::Rejected(format!("HTTP {code} {reason}")))
-                    }
-                    Err(ResponseError::Invalid(why)) => {
-                        return Err(TransportError::Handshake(format!("{remote}: {why}")))
-                    }
-                }
-                Ok(link_over(
-                    tcp.clone(),
-                    tcp,
-                    Role::Client,
-                    leftover,
-                    &cfg,
-                    PeerInfo {
-                        scheme: "ws",
-                        remote: format!("{remote}{}", url.path()),
-                    },
-                ))
-            })
-            .await
-        }
-        .boxed()
+        client::connect(self.cfg.clone(), url.clone()).boxed()
     }
 
     fn listen(&self, url: &Url) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
-        let url = url.clone();
-        let cfg = self.cfg.clone();
-        async move {
-            let (host, port) = host_port(&url)?;
-            let tcp = TcpListener::bind((host.as_str(), port))
-                .await
-                .map_err(io_err(format!("listening on {host}:{port}")))?;
-            let local = tcp
-                .local_addr()
-                .map_or_else(|_| format!("{host}:{port}"), |a: SocketAddr| a.to_string());
-            let path = if url.path().is_empty() {
-                "/".to_string()
-            } else {
-                url.path().to_string()
-            };
-            Ok(Box::new(WsListener {
-                tcp,
-                path: Arc::from(path),
-                cfg,
-                local,
-            }) as Box<dyn Listener>)
-        }
-        .boxed()
+        server::listen(self.cfg.clone(), self.users.clone(), url.clone()).boxed()
     }
-}
-
-struct WsListener {
-    tcp: TcpListener,
-    path: Arc<str>,
-    cfg: Arc<WsConfig>,
-    local: String,
-}
-
-impl Listener for WsListener {
-    fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>> {
-        async move {
-            let (tcp, addr) = self
-                .tcp
-                .accept()
-                .await
-                .map_err(io_err(format!("accepting on {}", self.local)))?;
-            let _ = tcp.set_nodelay(true);
-            let path = self.path.clone();
-            let cfg = self.cfg.clone();
-            let what = format!("WebSocket handshake with {addr}");
-            let pending: PendingLink = timeout(
-                cfg.handshake_timeout,
-                what,
-                server_handshake(tcp, addr, path, cfg),
-            )
-            .boxed();
-            Ok(pending)
-        }
-        .boxed()
-    }
-
-    fn local_addr(&self) -> String {
-        self.local.clone()
-    }
-}
-
-/// The server side of one connection's upgrade.
-async fn server_handshake(
-    mut tcp: TcpStream,
-    addr: SocketAddr,
-    path: Arc<str>,
-    cfg: Arc<WsConfig>,
-) -> Result<Link, TransportError> {
-    let (head, leftover) = match read_head(&mut tcp).await {
-        Ok(h) => h,
-        Err(HeadError::Io(e)) => return Err(io_err(format!("reading the request of {addr}"))(e)),
-        Err(HeadError::Eof) => {
-            return Err(TransportError::Handshake(format!(
-                "{addr} closed the connection before its request was complete"
-            )))
-        }
-        Err(HeadError::TooLong) => {
-            let r = Refusal::new(
-                431,
-                "Request Header Fields Too Large",
-                format!("request head longer than {MAX_HEAD} bytes"),
-            );
-            refuse(&mut tcp, &r).await;
-            return Err(TransportError::Rejected(format!("{addr}: {r}")));
-        }
-    };
-    let accepted = handshake::parse_request(&head, &path)
-        .and_then(|req| Ok((handshake::select_protocol(&req.protocols)?, req)));
-    let (protocol, req) = match accepted {
-        Ok(a) => a,
-        Err(r) => {
-            refuse(&mut tcp, &r).await;
-            return Err(TransportError::Rejected(format!("{addr}: {r}")));
-        }
-    };
-    tcp.write_all(&handshake::switching_protocols(&req.key, protocol))
-        .await
-        .map_err(io_err(format!("answering {addr}")))?;
-    Ok(link_over(
-        tcp.clone(),
-        tcp,
-        Role::Server,
-        leftover,
-        &cfg,
-        PeerInfo {
-            scheme: "ws",
-            remote: addr.to_string(),
-        },
-    ))
 }

@@ -7,17 +7,25 @@
 //! merge, RFC 6455 §5.5.3), and the writer's waker is woken so the node's
 //! writer task polls `poll_flush` even when it has no frame to send (the
 //! contract in spec/transport.md).
+//!
+//! Keepalive: the writer sends a Ping when nothing was received for the
+//! ping interval, and fails the link when nothing at all (frames, Pongs,
+//! anything) arrived for interval + timeout, so a peer that vanished
+//! without a FIN is noticed; a timer in the writer's `poll_flush` drives it.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etherws_core::{Frame, Link, LinkError, PeerInfo};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::task::AtomicWaker;
-use futures::{Sink, Stream};
+use futures::{FutureExt, Sink, Stream};
+use smol::Timer;
 
 use crate::codec::{self, close, op, Decoder, Event, Role};
 
@@ -29,11 +37,44 @@ pub const WRITE_HIGH: usize = 64 * 1024;
 /// Control frames handled in one `poll_next` before yielding.
 const CONTROL_BURST: usize = 64;
 
+/// Ping cadence and dead-peer timeout of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Send a Ping after this long without receiving anything.
+    pub interval: Duration,
+    /// Fail the link after interval + this without receiving anything.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// The longest silence a live link may have.
+    pub fn dead_after(&self) -> Duration {
+        self.interval + self.timeout
+    }
+}
+
+/// What a link needs besides its two halves.
+pub(crate) struct LinkParams {
+    pub role: Role,
+    pub leftover: Vec<u8>,
+    pub max_frame: usize,
+    pub hard_limit: usize,
+    pub keepalive: Option<Keepalive>,
+    /// Kept as long as the link lives (e.g. the server's client count).
+    pub guard: Option<Box<dyn Send + Sync>>,
+}
+
 /// State the two halves share.
-#[derive(Default)]
 pub(crate) struct Shared {
     ctl: Mutex<Control>,
     writer: AtomicWaker,
+    reader: AtomicWaker,
+    /// The link's start, and when it last received anything (ns after it).
+    born: Instant,
+    last_rx: AtomicU64,
+    /// Set from outside (credentials revoked): the reader ends the link.
+    revoked: AtomicBool,
+    _guard: Option<Box<dyn Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -50,48 +91,97 @@ impl Shared {
     fn ctl(&self) -> std::sync::MutexGuard<'_, Control> {
         self.ctl.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn heard(&self) {
+        self.last_rx
+            .store(self.born.elapsed().as_nanos() as u64, Relaxed);
+    }
+
+    fn silent_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.born + Duration::from_nanos(self.last_rx.load(Relaxed)))
+    }
 }
 
-/// Builds the link. `leftover` holds bytes read past the handshake.
+/// A handle on a live link, to end it from outside (credentials revoked).
+#[derive(Clone)]
+pub struct LinkHandle(std::sync::Weak<Shared>);
+
+impl LinkHandle {
+    /// Whether the link still exists.
+    pub fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+
+    /// Ends the link: it closes with `code` (e.g. 1008); false if it is
+    /// gone already.
+    pub fn close_with(&self, code: u16) -> bool {
+        let Some(s) = self.0.upgrade() else {
+            return false;
+        };
+        s.ctl().fail.get_or_insert(code);
+        s.revoked.store(true, Relaxed);
+        s.reader.wake();
+        s.writer.wake();
+        true
+    }
+}
+
+/// Builds the link (and a handle on it).
 pub(crate) fn make_link<R, W>(
     read: R,
     write: W,
-    role: Role,
-    leftover: Vec<u8>,
-    max_frame: usize,
-    hard_limit: usize,
+    p: LinkParams,
     peer: PeerInfo,
-) -> Link
+) -> (Link, LinkHandle)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let shared = Arc::new(Shared::default());
-    let mut buf = leftover;
+    let shared = Arc::new(Shared {
+        ctl: Mutex::default(),
+        writer: AtomicWaker::new(),
+        reader: AtomicWaker::new(),
+        born: Instant::now(),
+        last_rx: AtomicU64::new(0),
+        revoked: AtomicBool::new(false),
+        _guard: p.guard,
+    });
+    let handle = LinkHandle(Arc::downgrade(&shared));
+    let mut buf = p.leftover;
     let end = buf.len();
     if buf.len() < READ_BUF {
         buf.resize(READ_BUF, 0);
     }
-    Link {
+    let hooked = Arc::downgrade(&shared);
+    let on_close: etherws_core::CloseHook = Arc::new(move |reason| {
+        if let (Some(s), etherws_core::CloseReason::InternalError) = (hooked.upgrade(), reason) {
+            s.ctl().fail.get_or_insert(close::INTERNAL);
+        }
+    });
+    let link = Link {
+        on_close: Some(on_close),
         rx: Box::pin(WsRx {
             io: read,
             buf,
             start: 0,
             end,
-            dec: Decoder::new(role, max_frame, hard_limit),
+            dec: Decoder::new(p.role, p.max_frame, p.hard_limit),
             shared: shared.clone(),
             done: false,
         }),
         tx: Box::pin(WsTx {
             io: write,
-            role,
+            role: p.role,
             wbuf: Vec::new(),
             wpos: 0,
             shared,
             state: TxState::Open,
+            keepalive: p.keepalive.map(|k| (k, Timer::after(k.interval))),
+            pings: 0,
         }),
         peer,
-    }
+    };
+    (link, handle)
 }
 
 struct WsRx<R> {
@@ -111,6 +201,13 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
+        }
+        this.shared.reader.register(cx.waker());
+        if this.shared.revoked.load(Relaxed) {
+            this.done = true;
+            return Poll::Ready(Some(Err(LinkError::Protocol(
+                "closed by the server: credentials no longer valid".into(),
+            ))));
         }
         let mut controls = 0;
         loop {
@@ -179,7 +276,10 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
                         "connection closed without a WebSocket Close",
                     )))));
                 }
-                Poll::Ready(Ok(n)) => this.end += n,
+                Poll::Ready(Ok(n)) => {
+                    this.end += n;
+                    this.shared.heard();
+                }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
                     this.done = true;
@@ -206,6 +306,9 @@ struct WsTx<W> {
     wpos: usize,
     shared: Arc<Shared>,
     state: TxState,
+    keepalive: Option<(Keepalive, Timer)>,
+    /// Pings sent (their payload: a counter).
+    pings: u64,
 }
 
 impl<W: AsyncWrite + Unpin> WsTx<W> {
@@ -230,6 +333,52 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
         if let Some(p) = pong {
             let mask = self.mask();
             codec::encode(&mut self.wbuf, op::PONG, &p, mask);
+        }
+    }
+
+    /// Keepalive: Ping after `interval` of silence, fail after
+    /// interval + timeout. Polls the timer with the task's waker, so the
+    /// node's writer is woken when it is due.
+    fn keepalive(&mut self, cx: &mut Context<'_>) -> Result<(), LinkError> {
+        let k = match &self.keepalive {
+            Some((k, _)) => *k,
+            None => return Ok(()),
+        };
+        loop {
+            let fired = match &mut self.keepalive {
+                Some((_, t)) => t.poll_unpin(cx).is_ready(),
+                None => return Ok(()),
+            };
+            if !fired {
+                return Ok(());
+            }
+            let silent = self.shared.silent_for(Instant::now());
+            if silent >= k.dead_after() {
+                self.state = TxState::Done;
+                return Err(LinkError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "keepalive: nothing received for {:.1}s (ping interval {:?} + timeout {:?})",
+                        silent.as_secs_f64(),
+                        k.interval,
+                        k.timeout
+                    ),
+                )));
+            }
+            let next = if silent >= k.interval {
+                // One Ping per silence; the next check is the deadline.
+                if self.state == TxState::Open && self.pending() < WRITE_HIGH {
+                    self.pings += 1;
+                    let mask = self.mask();
+                    codec::encode(&mut self.wbuf, op::PING, &self.pings.to_be_bytes(), mask);
+                }
+                k.dead_after() - silent
+            } else {
+                k.interval - silent
+            };
+            if let Some((_, t)) = &mut self.keepalive {
+                t.set_after(next);
+            }
         }
     }
 
@@ -293,6 +442,7 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
             return Poll::Ready(Err(LinkError::Closed));
         }
         this.shared.writer.register(cx.waker());
+        this.keepalive(cx)?;
         this.queue_control();
         std::task::ready!(this.write_out(cx))?;
         match Pin::new(&mut this.io).poll_flush(cx) {
@@ -312,9 +462,9 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
             let (code, reason) = {
                 let c = this.shared.ctl();
                 match (c.fail, c.peer_close) {
-                    (Some(code), _) => (Some(code), "protocol error"),
+                    (Some(code), _) => (Some(code), close::reason(code)),
                     (None, Some(echo)) => (echo, ""),
-                    (None, None) => (Some(close::GOING_AWAY), "going away"),
+                    (None, None) => (Some(close::GOING_AWAY), close::reason(close::GOING_AWAY)),
                 }
             };
             let payload = code.map_or_else(Vec::new, |c| codec::close_payload(c, reason));

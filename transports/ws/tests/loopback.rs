@@ -5,52 +5,26 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::Duration;
 
-use etherws_core::{Frame, Node, NodeConfig, PortConfig, PortKind, Registry};
+use etherws_core::{Frame, Node, Registry};
 use etherws_ws::codec::{self, Decoder, Event, Role};
 use etherws_ws::{Ws, WsConfig};
 use futures::{SinkExt, StreamExt};
 use tungstenite::Message;
 use url::Url;
 
-const T: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{wait, T};
 
 fn registry() -> Registry {
     Registry::new().with(Ws::new(WsConfig::default()))
 }
 
-/// A server on 127.0.0.1 (ephemeral port) serving `path`, attaching every
-/// link to a node whose ports are run on a background executor. Returns
-/// the address and the node.
+/// A server on 127.0.0.1 (ephemeral port) serving `path`.
 fn server(path: &str) -> (String, Node) {
-    let node = Node::new(NodeConfig::for_mtu(1500));
-    let url = Url::parse(&format!("ws://127.0.0.1:0{path}")).unwrap();
-    let mut listener = smol::block_on(registry().listen(&url)).unwrap();
-    let addr = listener.local_addr();
-    let n = node.clone();
-    std::thread::spawn(move || {
-        let ex = Arc::new(smol::Executor::new());
-        let ex2 = ex.clone();
-        smol::block_on(ex.run(async move {
-            loop {
-                let Ok(pending) = listener.accept().await else {
-                    continue;
-                };
-                let n = n.clone();
-                ex2.spawn(async move {
-                    if let Ok(link) = pending.await {
-                        let p = n.attach(link, PortKind::Link, PortConfig::default());
-                        let w = smol::spawn(p.writer);
-                        p.reader.await;
-                        w.await;
-                    }
-                })
-                .detach();
-            }
-        }));
-    });
+    let (addr, node, _) = common::serve(Ws::default(), &format!("ws://127.0.0.1:0{path}"));
     (addr, node)
 }
 
@@ -167,17 +141,6 @@ fn our_client_talks_to_a_tungstenite_server() {
         assert!(link.rx.next().await.is_none());
     });
     assert_eq!(server.join().unwrap(), Some(codec::close::GOING_AWAY));
-}
-
-fn wait(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + T;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }
 
 fn expand_request(spec: &str) -> Vec<u8> {
@@ -396,4 +359,40 @@ fn unanswered_pings_merge_while_the_peer_does_not_read() {
     assert!(pongs >= 1, "no Pong at all");
     assert!(pongs <= sent, "{pongs} Pongs for {sent} Pings");
     assert_eq!(node.ports().len(), 1, "the link stays up");
+}
+
+#[test]
+fn a_port_ended_by_a_bug_closes_with_1011_and_the_rest_go_on() {
+    use etherws_core::{FilterChain, FilterContext, NoFilter, NodeConfig, Verdict};
+    /// Panics on frames from station 0x66.
+    struct Buggy;
+    impl FilterChain for Buggy {
+        fn is_empty(&self) -> bool {
+            false
+        }
+        fn filter(&self, _: &FilterContext, f: &mut Frame) -> Verdict {
+            assert!(f.as_ref()[11] != 0x66, "a bug");
+            Verdict::Pass
+        }
+    }
+    let node = Node::with_filters(
+        NodeConfig::for_mtu(1500),
+        std::sync::Arc::new(Buggy),
+        std::sync::Arc::new(NoFilter),
+    );
+    let (addr, node, _) = common::serve_node(node, Ws::default(), "ws://127.0.0.1:0/");
+    let mut victim = tungstenite_client(&addr, "/");
+    let mut other = tungstenite_client(&addr, "/");
+    let mut third = tungstenite_client(&addr, "/");
+    assert!(wait(|| node.ports().len() == 3));
+    victim
+        .send(Message::binary(eth([0xff; 6], 0x66, 60)))
+        .unwrap();
+    match victim.read() {
+        Ok(Message::Close(Some(c))) => assert_eq!(u16::from(c.code), codec::close::INTERNAL),
+        other => panic!("expected Close 1011, got {other:?}"),
+    }
+    let f = eth([0xff; 6], 0x11, 60);
+    other.send(Message::binary(f.clone())).unwrap();
+    assert_eq!(next_binary(&mut third), f);
 }

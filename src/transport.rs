@@ -1,0 +1,141 @@
+//! The transports this binary knows, configured from the command line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use etherws_core::Registry;
+use etherws_ws::auth::Htpasswd;
+use etherws_ws::proxy::Proxy;
+use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
+use etherws_ws::{ClientConfig, Keepalive, ProxyChoice, ServerConfig, Ws, WsConfig};
+
+use crate::cli::{ClientArgs, LinkArgs, ServerArgs, SwitchArgs, TapArgs};
+
+/// The ws transport (one value, shared by the registry and SIGHUP).
+pub struct Transports {
+    pub ws: Ws,
+}
+
+impl Transports {
+    /// Every transport, keyed by URL scheme.
+    pub fn registry(&self) -> Registry {
+        Registry::new().with(self.ws.clone())
+    }
+}
+
+fn base(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> WsConfig {
+    WsConfig {
+        max_frame: crate::node::node_config(tap, sw).max_frame,
+        handshake_timeout: Duration::from_secs(link.handshake_timeout),
+        keepalive: (link.ping_interval > 0).then(|| Keepalive {
+            interval: Duration::from_secs(link.ping_interval),
+            timeout: Duration::from_secs(link.ping_timeout),
+        }),
+        ..WsConfig::default()
+    }
+}
+
+pub fn for_server(a: &ServerArgs) -> Result<Transports> {
+    let mut cfg = base(&a.link, &a.tap, &a.switch);
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            TlsServer::new(ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: a.client_ca.clone(),
+            })
+            .context("cannot set up TLS")?,
+        )),
+        _ => None,
+    };
+    let htpasswd = match &a.htpasswd {
+        Some(p) => Some(Arc::new(
+            Htpasswd::load(p).context("cannot use --htpasswd")?,
+        )),
+        None => None,
+    };
+    if htpasswd.is_some() && tls.is_none() {
+        log::warn!(
+            "--htpasswd without --tls-cert: passwords cross the network in clear text \
+             (fine only behind a TLS-terminating proxy on this host)"
+        );
+    }
+    cfg.server = ServerConfig {
+        tls,
+        htpasswd,
+        origins: a.origins.clone(),
+        trust_proxy: a.trust_proxy,
+        max_clients: a.max_clients,
+        max_clients_per_ip: a.max_clients_per_ip,
+        max_pending: a.max_pending.max(1),
+    };
+    Ok(Transports { ws: Ws::new(cfg) })
+}
+
+/// The password for `--user`: the file's first line, else
+/// $ETHERWS_PASSWORD, else a prompt on the terminal.
+fn password(a: &ClientArgs, user: &str) -> Result<String> {
+    if let Some(f) = &a.password_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --password-file {}", f.display()))?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    if let Ok(p) = std::env::var("ETHERWS_PASSWORD") {
+        return Ok(p);
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("Password for {user}: "))
+            .context("cannot read the password");
+    }
+    bail!("--user {user} needs a password: --password-file FILE, $ETHERWS_PASSWORD, or a terminal to ask on")
+}
+
+pub fn for_client(a: &ClientArgs) -> Result<Transports> {
+    let mut cfg = base(&a.link, &a.tap, &a.switch);
+    let wss = a.urls.iter().any(|u| u.scheme() == "wss");
+    let tls_files = ClientTlsFiles {
+        ca: a.ca.clone(),
+        cert: a.cert.clone(),
+        key: a.key.clone(),
+        insecure: a.insecure,
+        sni: a.sni.clone(),
+    };
+    if !wss && (a.ca.is_some() || a.cert.is_some() || a.insecure || a.sni.is_some()) {
+        bail!("--ca, --cert, --insecure and --sni apply to wss:// URLs only");
+    }
+    let tls = if wss {
+        Some(Arc::new(
+            TlsClient::new(tls_files).context("cannot set up TLS")?,
+        ))
+    } else {
+        None
+    };
+    if a.insecure {
+        log::warn!(
+            "--insecure: the server's certificate is NOT verified; anyone on the path can read and change this tunnel"
+        );
+    }
+    let credentials = match &a.user {
+        Some(u) => {
+            if a.urls.iter().any(|url| url.scheme() == "ws") {
+                log::warn!("--user over ws:// sends the password in clear text; use wss://");
+            }
+            Some((u.clone(), password(a, u)?))
+        }
+        None => None,
+    };
+    let proxy = match (&a.proxy, a.no_proxy) {
+        (Some(p), _) => ProxyChoice::Via(Proxy::parse(p).map_err(anyhow::Error::msg)?),
+        (None, true) => ProxyChoice::Direct,
+        (None, false) => ProxyChoice::FromEnv,
+    };
+    cfg.client = ClientConfig {
+        tls,
+        credentials,
+        headers: a.headers.clone(),
+        proxy,
+    };
+    Ok(Transports { ws: Ws::new(cfg) })
+}

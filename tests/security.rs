@@ -1,0 +1,550 @@
+//! End-to-end: etherws on the internet. wss with certificates made at test
+//! time, mutual TLS, htpasswd, a real HTTP CONNECT proxy (tinyproxy) and a
+//! real TLS-terminating reverse proxy (nginx), keepalive against a frozen
+//! server and a cut cable, and abuse. All in network namespaces
+//! (198.18.0.0/15 only), driven through the binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use etherws_ws::testing::{write, Ca, KeyKind};
+
+const UP: Duration = Duration::from_secs(30);
+
+/// A scratch directory for this test's files.
+fn files(tag: &str) -> PathBuf {
+    let d = scratch(&unique(tag));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// A server certificate for 198.18.0.1 from `ca`: (cert, key) paths.
+fn server_cert(ca: &Ca, dir: &std::path::Path, kind: KeyKind) -> (String, String) {
+    let issued = ca.server(&["198.18.0.1", "etherws.test"], kind);
+    (
+        s(&write(dir, "server.pem", &issued.chain_pem)),
+        s(&write(dir, "server.key", &issued.key_pem)),
+    )
+}
+
+fn client_with(ns: &Netns, label: &str, urls: &[&str], extra: &[&str], host: u8) -> Proc {
+    let addr = format!("198.19.0.{host}/24");
+    let mut args = vec!["client"];
+    args.extend_from_slice(urls);
+    args.extend_from_slice(&["--tap", "ethws0", "--address", &addr]);
+    args.extend_from_slice(extra);
+    ns.etherws(label, &args)
+}
+
+/// A `--once` client with a TAP of its own (no address).
+fn once(ns: &Netns, label: &str, url: &str, extra: &[&str]) -> Proc {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(10);
+    let tap = format!(
+        "ethws{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let mut args = vec!["client", "--once", url, "--tap", &tap];
+    args.extend_from_slice(extra);
+    ns.etherws(label, &args)
+}
+
+#[test]
+fn wss_with_a_test_ca_carries_ping_and_20_mb_and_refuses_a_wrong_ca() {
+    if !root_or_skip("wss") {
+        return;
+    }
+    let d = files("wss");
+    let ca = Ca::new("etherws test CA");
+    let (cert, key) = server_cert(&ca, &d, KeyKind::EcdsaP256);
+    let ca_pem = s(&write(&d, "ca.pem", &ca.cert_pem()));
+    let h = two_hosts("wss", &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(
+        h.server.log().contains("listening on wss://"),
+        "{}",
+        h.server.log()
+    );
+    let url = "wss://198.18.0.1:8080/";
+    let _c = client_with(&h.cli, "client", &[url], &["--ca", &ca_pem], 2);
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5004", 20 << 20);
+    assert!(intact, "20 MB over wss: {n} bytes, or corrupt");
+
+    // A client that trusts another CA is refused, and says why.
+    let other = Ca::new("some other CA");
+    let other_pem = s(&write(&d, "other.pem", &other.cert_pem()));
+    let mut wrong = once(&h.cli, "wrong-ca", url, &["--ca", &other_pem]);
+    assert_eq!(wrong.wait_exit(UP), Some(1), "{}", wrong.log());
+    let log = wrong.log();
+    assert!(
+        log.contains("certificate verification failed") && log.contains("UnknownIssuer"),
+        "{log}"
+    );
+    // --insecure connects (with a loud warning).
+    let mut insecure = once(&h.cli, "insecure", url, &["--insecure"]);
+    assert!(
+        insecure.wait_log(UP, |l| l.contains("connected to")),
+        "{}",
+        insecure.log()
+    );
+    assert!(insecure.log().contains("NOT verified"));
+    insecure.stop();
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate() {
+    if !root_or_skip("mtls") {
+        return;
+    }
+    let d = files("mtls");
+    let ca = Ca::new("server CA");
+    let clients = Ca::new("client CA");
+    let (cert, key) = server_cert(&ca, &d, KeyKind::Rsa);
+    let client_ca = s(&write(&d, "clients.pem", &clients.cert_pem()));
+    let ca_pem = s(&write(&d, "ca.pem", &ca.cert_pem()));
+    let h = two_hosts(
+        "mtls",
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            &client_ca,
+        ],
+    );
+    let url = "wss://198.18.0.1:8080/";
+    let mut bare = once(&h.cli, "no-cert", url, &["--ca", &ca_pem]);
+    assert_eq!(bare.wait_exit(UP), Some(1), "{}", bare.log());
+    assert!(bare.log().contains("CertificateRequired"), "{}", bare.log());
+    let alice = clients.client("alice", KeyKind::Ed25519);
+    let (c, k) = (
+        s(&write(&d, "alice.pem", &alice.chain_pem)),
+        s(&write(&d, "alice.key", &alice.key_pem)),
+    );
+    let _ok = client_with(
+        &h.cli,
+        "client",
+        &[url],
+        &["--ca", &ca_pem, "--cert", &c, "--key", &k],
+        2,
+    );
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+    assert!(
+        h.server.log().contains("connection refused"),
+        "{}",
+        h.server.log()
+    );
+}
+
+/// `secret` as bcrypt (cost 5) and {SHA}; `password` as {SHA}.
+const BCRYPT_SECRET: &str = "$2y$05$UAfze34JEoG/nQgC2pj1SOOHT4lHMbfTmtCGQZILBBkcIijQAFjKe";
+const SHA_SECRET: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+const SHA_PASSWORD: &str = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=";
+
+#[test]
+fn htpasswd_admits_its_users_only_slows_guessers_and_follows_the_file() {
+    if !root_or_skip("htpasswd") {
+        return;
+    }
+    let d = files("htpasswd");
+    let htpasswd = write(
+        &d,
+        "htpasswd",
+        &format!("alice:{BCRYPT_SECRET}\nbob:{SHA_SECRET}\n"),
+    );
+    let secret = s(&write(&d, "secret", "secret\n"));
+    let wrong = s(&write(&d, "wrong", "wrong\n"));
+    let h = two_hosts("auth", &["--htpasswd", &s(&htpasswd)]);
+    let url = WS_URL;
+    let _alice = client_with(
+        &h.cli,
+        "alice",
+        &[url],
+        &["--user", "alice", "--password-file", &secret],
+        2,
+    );
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+    // bob with the wrong password: 401, and no port on the server.
+    let mut bad = once(
+        &h.cli,
+        "bob-wrong",
+        url,
+        &["--user", "bob", "--password-file", &wrong],
+    );
+    assert_eq!(bad.wait_exit(UP), Some(1));
+    assert!(bad.log().contains("HTTP 401"), "{}", bad.log());
+    let report = h.server.report();
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("port ")).count(),
+        2,
+        "{report}"
+    );
+    assert!(h
+        .server
+        .log()
+        .contains("authentication failed for user \"bob\""));
+    // Two more failures; the fourth attempt (the right password) waits.
+    for _ in 0..2 {
+        let mut p = once(
+            &h.cli,
+            "bob-wrong",
+            url,
+            &["--user", "bob", "--password-file", &wrong],
+        );
+        assert_eq!(p.wait_exit(UP), Some(1));
+    }
+    let t = Instant::now();
+    let mut right = once(
+        &h.cli,
+        "bob-right",
+        url,
+        &["--user", "bob", "--password-file", &secret],
+    );
+    assert!(
+        right.wait_log(UP, |l| l.contains("connected to")),
+        "{}",
+        right.log()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "not slowed: {:?}",
+        t.elapsed()
+    );
+    right.stop();
+    // The file changes: bob's new password works at once, no restart.
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{BCRYPT_SECRET}\nbob:{SHA_PASSWORD}\n"),
+    )
+    .unwrap();
+    let newpw = s(&write(&d, "new", "password\n"));
+    let mut renewed = once(
+        &h.cli,
+        "bob-new",
+        url,
+        &["--user", "bob", "--password-file", &newpw],
+    );
+    assert!(
+        renewed.wait_log(UP, |l| l.contains("connected to")),
+        "{}",
+        renewed.log()
+    );
+    renewed.stop();
+}
+
+/// cli (198.18.1.2) — proxy namespace (198.18.1.1 | 198.18.0.2) — srv
+/// (198.18.0.1). The proxy namespace does not forward: the client reaches
+/// the server only through the proxy.
+struct Proxied {
+    srv: Netns,
+    mid: Netns,
+    cli: Netns,
+    server: Proc,
+}
+
+fn proxied(tag: &str) -> Proxied {
+    let base = unique(tag);
+    let srv = Netns::new(format!("{base}-s"));
+    let mid = Netns::new(format!("{base}-m"));
+    let cli = Netns::new(format!("{base}-c"));
+    veth(&srv, "198.18.0.1/24", &mid, "198.18.0.2/24");
+    run(
+        "ip",
+        &[
+            "link", "add", "veth1", "netns", &mid.name, "type", "veth", "peer", "name", "veth0",
+            "netns", &cli.name,
+        ],
+    );
+    mid.ip(&["addr", "add", "198.18.1.1/24", "dev", "veth1"]);
+    mid.ip(&["link", "set", "veth1", "up"]);
+    cli.ip(&["addr", "add", "198.18.1.2/24", "dev", "veth0"]);
+    cli.ip(&["link", "set", "veth0", "up"]);
+    let server = start_server(&srv, &[]);
+    Proxied {
+        srv,
+        mid,
+        cli,
+        server,
+    }
+}
+
+fn tinyproxy(p: &Proxied, d: &std::path::Path, auth: bool) -> (KillOnDrop, PathBuf) {
+    let mut conf = String::from(
+        "User nobody\nGroup nogroup\nPort 8888\nListen 198.18.1.1\nTimeout 600\nAllow 198.18.0.0/15\nConnectPort 8080\nLogLevel Info\nMaxClients 20\n",
+    );
+    if auth {
+        conf.push_str("BasicAuth user pass\n");
+    }
+    let conf = write(d, if auth { "tp-auth.conf" } else { "tp.conf" }, &conf);
+    let running = spawn_in(&p.mid, "tinyproxy", &["tinyproxy", "-d", "-c", &s(&conf)]);
+    assert!(
+        listening(&p.mid, "198.18.1.1:8888", UP),
+        "tinyproxy did not start"
+    );
+    running
+}
+
+#[test]
+fn through_tinyproxy_with_and_without_proxy_auth() {
+    if !root_or_skip("tinyproxy") {
+        return;
+    }
+    let d = files("proxy");
+    let p = proxied("tp");
+    // Directly, the server is out of reach.
+    let mut direct = once(&p.cli, "direct", WS_URL, &["--no-proxy"]);
+    assert_eq!(direct.wait_exit(UP), Some(1));
+    {
+        let (_proxy, _) = tinyproxy(&p, &d, false);
+        // No auth: the proxy comes from $http_proxy.
+        let addr = "198.19.0.2/24";
+        let mut c = Proc::start_env(
+            "client",
+            &p.cli.name,
+            &["client", WS_URL, "--tap", "ethws0", "--address", addr],
+            &[("http_proxy", "http://198.18.1.1:8888")],
+        );
+        assert!(
+            p.cli.ping_until(SRV_TAP, UP),
+            "{}\n{}",
+            c.log(),
+            p.server.log()
+        );
+        assert!(c.log().contains("via proxy 198.18.1.1:8888"), "{}", c.log());
+        c.stop();
+    }
+    let (_proxy, _) = tinyproxy(&p, &d, true);
+    let mut refused = once(
+        &p.cli,
+        "no-creds",
+        WS_URL,
+        &["--proxy", "http://198.18.1.1:8888"],
+    );
+    assert_eq!(refused.wait_exit(UP), Some(1));
+    assert!(refused.log().contains("407"), "{}", refused.log());
+    let _c = client_with(
+        &p.cli,
+        "client",
+        &[WS_URL],
+        &["--proxy", "http://user:pass@198.18.1.1:8888"],
+        3,
+    );
+    assert!(p.cli.ping_until(SRV_TAP, UP), "{}", p.server.log());
+    let _ = &p.srv;
+}
+
+#[test]
+fn behind_nginx_terminating_tls_the_tunnel_outlives_its_idle_timeout() {
+    if !root_or_skip("nginx") {
+        return;
+    }
+    let d = files("nginx");
+    let ca = Ca::new("nginx CA");
+    let (cert, key) = server_cert(&ca, &d, KeyKind::EcdsaP256);
+    let ca_pem = s(&write(&d, "ca.pem", &ca.cert_pem()));
+    let base = unique("ngx");
+    let srv = Netns::new(format!("{base}-s"));
+    let cli = Netns::new(format!("{base}-c"));
+    veth(&srv, "198.18.0.1/24", &cli, "198.18.0.2/24");
+    // etherws listens on loopback only; nginx faces the network.
+    let server = srv.etherws(
+        "server",
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:8080",
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.1/24",
+            "--trust-proxy",
+            "--ping-interval",
+            "1",
+            "--ping-timeout",
+            "2",
+        ],
+    );
+    assert!(
+        server.wait_log(UP, |l| l.contains("listening on")),
+        "{}",
+        server.log()
+    );
+    let prefix = s(&d);
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{
+    listen 198.18.0.1:8443 ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://127.0.0.1:8080;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_read_timeout 3s;
+      proxy_send_timeout 3s;
+    }}
+  }}
+}}
+"#
+    );
+    let conf = write(&d, "nginx.conf", &conf);
+    let (_nginx, nlog) = spawn_in(&srv, "nginx", &["nginx", "-p", &prefix, "-c", &s(&conf)]);
+    assert!(
+        listening(&srv, "198.18.0.1:8443", UP),
+        "nginx did not start: {}",
+        std::fs::read_to_string(&nlog).unwrap_or_default()
+    );
+    let client = client_with(
+        &cli,
+        "client",
+        &["wss://198.18.0.1:8443/"],
+        &[
+            "--ca",
+            &ca_pem,
+            "--ping-interval",
+            "1",
+            "--ping-timeout",
+            "2",
+        ],
+        2,
+    );
+    assert!(
+        cli.ping_until(SRV_TAP, UP),
+        "{}\n{}",
+        client.log(),
+        server.log()
+    );
+    // The server sees the client's address, as nginx forwarded it.
+    assert!(
+        server.log().contains("198.18.0.2 (via 127.0.0.1:"),
+        "{}",
+        server.log()
+    );
+    // Twice nginx's 3 s idle timeout without a frame of ours: the pings
+    // keep it open.
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(7) {
+        assert!(
+            !client.log().contains("lost"),
+            "the link dropped while idle:\n{}",
+            client.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cli.ping_once(SRV_TAP), "{}", client.log());
+    assert_eq!(
+        client.log().matches("connected to").count(),
+        1,
+        "{}",
+        client.log()
+    );
+}
+
+#[test]
+fn a_frozen_server_is_noticed_and_the_client_reconnects_when_it_thaws() {
+    if !root_or_skip("frozen") {
+        return;
+    }
+    let keep = ["--ping-interval", "1", "--ping-timeout", "2"];
+    let h = two_hosts("frz", &keep);
+    let client = client_with(&h.cli, "client", &[WS_URL], &keep, 2);
+    assert!(h.cli.ping_until(SRV_TAP, UP));
+    h.server.signal(libc::SIGSTOP);
+    let t = Instant::now();
+    // Interval 1 s + timeout 2 s; the extra second is scheduling slack.
+    let noticed = client.wait_log(Duration::from_secs(4), |l| {
+        l.contains("keepalive: nothing received")
+    });
+    let took = t.elapsed();
+    h.server.signal(libc::SIGCONT);
+    assert!(noticed, "not noticed within 4 s:\n{}", client.log());
+    eprintln!("frozen server noticed after {took:?}");
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", client.log());
+    assert!(
+        client.log().matches("connected to").count() >= 2,
+        "{}",
+        client.log()
+    );
+}
+
+#[test]
+fn a_client_whose_cable_is_cut_leaves_the_server_and_comes_back() {
+    if !root_or_skip("cable") {
+        return;
+    }
+    let keep = ["--ping-interval", "1", "--ping-timeout", "2"];
+    let h = two_hosts("cut", &keep);
+    let client = client_with(&h.cli, "client", &[WS_URL], &keep, 2);
+    assert!(h.cli.ping_until(SRV_TAP, UP));
+    assert!(port_line(&h.server.report(), "198.18.0.2").is_some());
+    h.cli.ip(&["link", "set", "veth0", "down"]);
+    let t = Instant::now();
+    let gone = poll(Duration::from_secs(6), || {
+        port_line(&h.server.report(), "198.18.0.2").is_none()
+    });
+    let took = t.elapsed();
+    h.cli.ip(&["link", "set", "veth0", "up"]);
+    assert!(gone, "the server kept the port of a client that vanished");
+    eprintln!("vanished client's port removed after {took:?}");
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", client.log());
+}
+
+#[test]
+fn slowloris_connections_do_not_lock_out_clients_and_max_clients_holds() {
+    if !root_or_skip("abuse") {
+        return;
+    }
+    raise_fd_limit();
+    let h = two_hosts("abuse", &["--max-clients", "2"]);
+    // 200 connections that never send a request.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            h.cli
+                .enter(|| std::net::TcpStream::connect("198.18.0.1:8080").unwrap())
+        })
+        .collect();
+    let _a = client_with(&h.cli, "client-a", &[WS_URL], &[], 2);
+    assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+    let _b = once(&h.cli, "client-b", WS_URL, &[]);
+    assert!(
+        poll(UP, || h
+            .server
+            .report()
+            .lines()
+            .filter(|l| l.starts_with("port "))
+            .count()
+            == 3),
+        "{}",
+        h.server.log()
+    );
+    let mut c = once(&h.cli, "client-c", WS_URL, &[]);
+    assert_eq!(c.wait_exit(UP), Some(1), "{}", c.log());
+    assert!(c.log().contains("HTTP 503"), "{}", c.log());
+    assert!(
+        h.server.log().contains("--max-clients"),
+        "{}",
+        h.server.log()
+    );
+    drop(idle);
+}

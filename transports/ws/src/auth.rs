@@ -1,0 +1,309 @@
+//! HTTP Basic authentication against an Apache htpasswd file, and the
+//! per-address back-off that slows down guessing.
+//!
+//! Hashes: bcrypt (`$2y$`, `$2b$`, `$2a$`: `htpasswd -B`), `{SHA}`
+//! (`htpasswd -s`), apr1 MD5 (`htpasswd -m`, the old default) and SHA-crypt
+//! (`$5$`, `$6$`). bcrypt, apr1 and SHA-crypt are checked by the `htauth`
+//! crate, `{SHA}` here; every comparison is constant-time. The file is
+//! re-read when it changes (checked on each attempt) or on SIGHUP.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use subtle::ConstantTimeEq;
+
+/// Why an htpasswd file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("htpasswd file {path}: {error}")]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("htpasswd file {path} line {line}: {why}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+}
+
+/// A hash format this module can check, by its prefix.
+fn supported(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$", "$apr1$", "{SHA}", "$5$", "$6$"]
+        .iter()
+        .any(|p| hash.starts_with(p))
+}
+
+/// Parses htpasswd text: `user:hash` lines, `#` comments, blank lines.
+pub fn parse(path: &Path, text: &str) -> Result<HashMap<String, String>, AuthError> {
+    let mut users = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let err = |why: String| AuthError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            why,
+        };
+        let (user, hash) = line
+            .split_once(':')
+            .ok_or_else(|| err("not user:hash".into()))?;
+        if user.is_empty() {
+            return Err(err("empty user name".into()));
+        }
+        if !supported(hash) {
+            return Err(err(format!(
+                "user {user}: unsupported hash format (supported: bcrypt `htpasswd -B`, \
+                 {{SHA}} `htpasswd -s`, apr1 `htpasswd -m`, SHA-crypt $5$/$6$)"
+            )));
+        }
+        users.insert(user.to_string(), hash.to_string());
+    }
+    Ok(users)
+}
+
+/// Checks `password` against one htpasswd hash.
+pub fn verify_hash(hash: &str, password: &str) -> bool {
+    if let Some(expected) = hash.strip_prefix("{SHA}") {
+        let got =
+            base64::engine::general_purpose::STANDARD.encode(Sha1::digest(password.as_bytes()));
+        return got.as_bytes().ct_eq(expected.as_bytes()).into();
+    }
+    htauth::verify_password(password, hash).unwrap_or(false)
+}
+
+/// A file's (modification time, length), to notice a change.
+type Stamp = Option<(SystemTime, u64)>;
+
+struct Loaded {
+    /// The file's stamp when read.
+    stamp: Stamp,
+    users: HashMap<String, String>,
+}
+
+/// An htpasswd file, re-read when it changes.
+pub struct Htpasswd {
+    path: PathBuf,
+    loaded: Mutex<Loaded>,
+}
+
+impl std::fmt::Debug for Htpasswd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Htpasswd")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Htpasswd {
+    /// Reads the file; an unreadable file or a line it cannot use is an
+    /// error (at startup: a typo must not leave a server open or locked).
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, AuthError> {
+        let path = path.into();
+        let (stamp, users) = Self::read(&path)?;
+        Ok(Htpasswd {
+            path,
+            loaded: Mutex::new(Loaded { stamp, users }),
+        })
+    }
+
+    fn read(path: &Path) -> Result<(Stamp, HashMap<String, String>), AuthError> {
+        let before = stamp(path);
+        let text = std::fs::read_to_string(path).map_err(|error| AuthError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Ok((before, parse(path, &text)?))
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the file now (SIGHUP). On error the old users stay.
+    pub fn reload(&self) -> Result<usize, AuthError> {
+        let (stamp, users) = Self::read(&self.path)?;
+        let n = users.len();
+        *self.loaded() = Loaded { stamp, users };
+        Ok(n)
+    }
+
+    /// Re-reads the file if it changed since it was read. A file that
+    /// became unreadable or invalid keeps the old users (logged).
+    pub fn refresh(&self) {
+        let now = stamp(&self.path);
+        if now.is_none() || now == self.loaded().stamp {
+            return;
+        }
+        match self.reload() {
+            Ok(n) => log::info!("htpasswd {} changed: {n} users", self.path.display()),
+            Err(e) => {
+                log::warn!("{e}; keeping the previous users");
+                // Do not retry on every attempt until it changes again.
+                self.loaded().stamp = now;
+            }
+        }
+    }
+
+    /// The user's hash, if the user exists (after a refresh).
+    pub fn hash_of(&self, user: &str) -> Option<String> {
+        self.refresh();
+        self.loaded().users.get(user).cloned()
+    }
+
+    /// Whether `user` (still) exists.
+    pub fn contains(&self, user: &str) -> bool {
+        self.loaded().users.contains_key(user)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `Authorization: Basic ...` → (user, password).
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// The `Authorization` value for a user and password.
+pub fn basic_header(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Failed attempts per source address. After [`FREE_FAILURES`] failures
+/// within [`FORGET_AFTER`], each further attempt from that address waits
+/// 250 ms, doubling per failure, at most [`MAX_DELAY`], before it is even
+/// checked (the right password too). A success forgets the address. At
+/// most [`MAX_TRACKED`] addresses are tracked (the oldest are forgotten).
+#[derive(Default)]
+pub struct FailureBackoff {
+    seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+pub const FREE_FAILURES: u32 = 3;
+pub const MAX_DELAY: Duration = Duration::from_secs(5);
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+pub const MAX_TRACKED: usize = 10_000;
+
+impl FailureBackoff {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long the next attempt from `ip` must wait.
+    pub fn delay(&self, ip: IpAddr, now: Instant) -> Duration {
+        match self.map().get(&ip) {
+            Some(&(n, last)) if n >= FREE_FAILURES && now.duration_since(last) < FORGET_AFTER => {
+                let shift = (n - FREE_FAILURES).min(16);
+                Duration::from_millis(250u64 << shift).min(MAX_DELAY)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut m = self.map();
+        if m.len() >= MAX_TRACKED && !m.contains_key(&ip) {
+            m.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+            if m.len() >= MAX_TRACKED {
+                if let Some(oldest) = m.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                    m.remove(&oldest);
+                }
+            }
+        }
+        let e = m.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= FORGET_AFTER {
+            e.0 = 0;
+        }
+        e.0 += 1;
+        e.1 = now;
+    }
+
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.map().remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_of_every_supported_kind() {
+        // Made with `htpasswd -nbB/-nbs/-nbm u secret` and `mkpasswd -m sha-512`.
+        let sha = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+        assert!(verify_hash(sha, "secret"));
+        assert!(!verify_hash(sha, "Secret"));
+        let apr1 = htauth::hash_password("secret", htauth::HashAlgorithm::Apr1Md5).unwrap();
+        assert!(verify_hash(&apr1, "secret") && !verify_hash(&apr1, "nope"));
+        let bcrypt = htauth::hash_password("secret", htauth::HashAlgorithm::Bcrypt).unwrap();
+        assert!(verify_hash(&bcrypt, "secret") && !verify_hash(&bcrypt, "nope"));
+        assert!(!verify_hash("plain", "plain"));
+    }
+
+    #[test]
+    fn parse_refuses_what_it_cannot_check() {
+        let p = Path::new("f");
+        let ok = parse(p, "# c\n\nalice:{SHA}x\nbob:$apr1$a$b\r\n").unwrap();
+        assert_eq!(ok.len(), 2);
+        let e = parse(p, "alice:plaintext\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("unsupported"), "{e}");
+        assert!(parse(p, "nocolon\n").is_err());
+    }
+
+    #[test]
+    fn basic_header_round_trips() {
+        let h = basic_header("u", "p:w");
+        assert_eq!(basic_credentials(&h), Some(("u".into(), "p:w".into())));
+        assert_eq!(basic_credentials("Bearer x"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+    }
+
+    #[test]
+    fn backoff_grows_after_free_failures_and_resets() {
+        let b = FailureBackoff::default();
+        let ip: IpAddr = "198.18.0.9".parse().unwrap();
+        let t = Instant::now();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(b.delay(ip, t), Duration::ZERO);
+            b.failed(ip, t);
+        }
+        assert_eq!(b.delay(ip, t), Duration::from_millis(250));
+        b.failed(ip, t);
+        assert_eq!(b.delay(ip, t), Duration::from_millis(500));
+        for _ in 0..20 {
+            b.failed(ip, t);
+        }
+        assert_eq!(b.delay(ip, t), MAX_DELAY);
+        assert_eq!(b.delay(ip, t + FORGET_AFTER), Duration::ZERO);
+        b.succeeded(ip);
+        assert_eq!(b.delay(ip, t), Duration::ZERO);
+    }
+}

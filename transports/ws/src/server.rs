@@ -1,0 +1,337 @@
+//! The server side: accept, TLS for `wss://`, admission (pending
+//! handshakes, client limits, origin, authentication with back-off), the
+//! upgrade answer, and the link.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use etherws_core::{Link, Listener, PeerInfo, PendingLink, TransportError};
+use futures::future::BoxFuture;
+use futures::{AsyncWriteExt, FutureExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::Timer;
+use url::Url;
+
+use crate::auth::{basic_credentials, FailureBackoff};
+use crate::handshake::{self, Refusal, UpgradeRequest, MAX_HEAD};
+use crate::link::{self, LinkParams};
+use crate::stream::{tune, IntoHalves};
+use crate::{host_port, io_err, read_head, refuse, tls, HeadError, Role, UserLinks, WsConfig};
+
+/// Binds `url` (`ws://` or `wss://`, the latter needing a server TLS
+/// configuration).
+pub(crate) async fn listen(
+    cfg: Arc<WsConfig>,
+    users: Arc<UserLinks>,
+    url: Url,
+) -> Result<Box<dyn Listener>, TransportError> {
+    let (host, port) = host_port(&url)?;
+    let scheme: &'static str = if url.scheme() == "wss" { "wss" } else { "ws" };
+    if scheme == "wss" && cfg.server.tls.is_none() {
+        return Err(TransportError::BadUrl {
+            url: url.to_string(),
+            reason: "wss:// needs a certificate and key (--tls-cert, --tls-key)".into(),
+        });
+    }
+    let tcp = TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(io_err(format!("listening on {host}:{port}")))?;
+    let local = tcp
+        .local_addr()
+        .map_or_else(|_| format!("{host}:{port}"), |a: SocketAddr| a.to_string());
+    let path = if url.path().is_empty() {
+        "/".to_string()
+    } else {
+        url.path().to_string()
+    };
+    Ok(Box::new(WsListener {
+        tcp,
+        local,
+        shared: Arc::new(ServerShared {
+            cfg,
+            users,
+            scheme,
+            path,
+            backoff: FailureBackoff::default(),
+            pending: AtomicUsize::new(0),
+            clients: Mutex::default(),
+        }),
+    }))
+}
+
+struct WsListener {
+    tcp: TcpListener,
+    local: String,
+    shared: Arc<ServerShared>,
+}
+
+/// What every connection's handshake shares.
+struct ServerShared {
+    cfg: Arc<WsConfig>,
+    users: Arc<UserLinks>,
+    scheme: &'static str,
+    path: String,
+    backoff: FailureBackoff,
+    /// Connections still in their handshake.
+    pending: AtomicUsize,
+    /// Links per client address (and their sum).
+    clients: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Counts a connection in its handshake until dropped.
+struct PendingGuard(Arc<ServerShared>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Counts a client's link until the link is gone.
+struct ClientSlot(Arc<ServerShared>, IpAddr);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut c = self.0.clients();
+        c.0 -= 1;
+        if let Some(n) = c.1.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                c.1.remove(&self.1);
+            }
+        }
+    }
+}
+
+impl ServerShared {
+    fn clients(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a client slot for `ip`, or says why not (503).
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ClientSlot, Refusal> {
+        let s = &self.cfg.server;
+        let mut c = self.clients();
+        let of_ip = c.1.get(&ip).copied().unwrap_or(0);
+        let full = if s.max_clients > 0 && c.0 >= s.max_clients {
+            Some(format!("server full ({} clients, --max-clients)", c.0))
+        } else if s.max_clients_per_ip > 0 && of_ip >= s.max_clients_per_ip {
+            Some(format!(
+                "{of_ip} clients from {ip} already (--max-clients-per-ip)"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = full {
+            return Err(Refusal::new(503, "Service Unavailable", why).header("Retry-After", "10"));
+        }
+        c.0 += 1;
+        *c.1.entry(ip).or_insert(0) += 1;
+        Ok(ClientSlot(self.clone(), ip))
+    }
+}
+
+impl Listener for WsListener {
+    fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>> {
+        async move {
+            let (tcp, addr) = self
+                .tcp
+                .accept()
+                .await
+                .map_err(io_err(format!("accepting on {}", self.local)))?;
+            let shared = self.shared.clone();
+            if shared.pending.fetch_add(1, Relaxed) >= shared.cfg.server.max_pending {
+                shared.pending.fetch_sub(1, Relaxed);
+                drop(tcp);
+                return Err(TransportError::Rejected(format!(
+                    "{addr}: {} connections already in their handshake; closed at once",
+                    shared.cfg.server.max_pending
+                )));
+            }
+            let guard = PendingGuard(shared.clone());
+            let what = format!("handshake with {addr}");
+            let pending: PendingLink = async move {
+                let _guard = guard;
+                let t = shared.cfg.handshake_timeout;
+                crate::timeout(t, what, handshake_with(shared, tcp, addr)).await
+            }
+            .boxed();
+            Ok(pending)
+        }
+        .boxed()
+    }
+
+    fn local_addr(&self) -> String {
+        self.local.clone()
+    }
+}
+
+/// TLS (for wss), then the upgrade.
+async fn handshake_with(
+    shared: Arc<ServerShared>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) -> Result<Link, TransportError> {
+    tune(&tcp, shared.cfg.keepalive);
+    match &shared.cfg.server.tls {
+        Some(t) if shared.scheme == "wss" => {
+            let stream = t.acceptor().accept(tcp).await.map_err(|e| {
+                TransportError::Handshake(format!("TLS with {addr}: {}", tls::explain(&e)))
+            })?;
+            upgrade(shared, stream, addr).await
+        }
+        _ => upgrade(shared, tcp, addr).await,
+    }
+}
+
+/// The client's address: the TCP peer's, or with `trust_proxy` the last
+/// `X-Forwarded-For` entry (the one the trusted proxy added).
+fn client_ip(shared: &ServerShared, req: &UpgradeRequest, addr: SocketAddr) -> IpAddr {
+    if shared.cfg.server.trust_proxy {
+        let forwarded = req
+            .header("x-forwarded-for")
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    addr.ip()
+}
+
+async fn upgrade<S: IntoHalves>(
+    shared: Arc<ServerShared>,
+    mut stream: S,
+    addr: SocketAddr,
+) -> Result<Link, TransportError> {
+    let (head, leftover) = match read_head(&mut stream).await {
+        Ok(h) => h,
+        Err(HeadError::Io(e)) => return Err(io_err(format!("reading the request of {addr}"))(e)),
+        Err(HeadError::Eof) => {
+            return Err(TransportError::Handshake(format!(
+                "{addr} closed the connection before its request was complete"
+            )))
+        }
+        Err(HeadError::TooLong) => {
+            let r = Refusal::new(
+                431,
+                "Request Header Fields Too Large",
+                format!("request head longer than {MAX_HEAD} bytes"),
+            );
+            refuse(&mut stream, &r).await;
+            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+        }
+    };
+    let req = match handshake::parse_request(&head, &shared.path) {
+        Ok(r) => r,
+        Err(r) => {
+            refuse(&mut stream, &r).await;
+            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+        }
+    };
+    let ip = client_ip(&shared, &req, addr);
+    let who = if ip == addr.ip() {
+        addr.to_string()
+    } else {
+        format!("{ip} (via {addr})")
+    };
+    let admitted = admit(&shared, &req, ip).await;
+    let (protocol, user, slot) = match admitted {
+        Ok(a) => a,
+        Err(r) => {
+            refuse(&mut stream, &r).await;
+            return Err(TransportError::Rejected(format!("{who}: {r}")));
+        }
+    };
+    stream
+        .write_all(&handshake::switching_protocols(&req.key, protocol))
+        .await
+        .map_err(io_err(format!("answering {who}")))?;
+    let remote = match &user {
+        Some(u) => format!("{u}@{who}"),
+        None => who,
+    };
+    let (read, write) = stream.into_halves();
+    let cfg = &shared.cfg;
+    let (link, handle) = link::make_link(
+        read,
+        write,
+        LinkParams {
+            role: Role::Server,
+            leftover,
+            max_frame: cfg.max_frame,
+            hard_limit: cfg.hard_limit(),
+            keepalive: cfg.keepalive,
+            guard: Some(Box::new(slot)),
+        },
+        PeerInfo {
+            scheme: shared.scheme,
+            remote,
+        },
+    );
+    if let Some(u) = user {
+        shared.users.add(u, handle);
+    }
+    Ok(link)
+}
+
+/// Limits, origin, authentication, subprotocol: the answer's subprotocol,
+/// the authenticated user, and the client's slot; or the refusal.
+async fn admit(
+    shared: &Arc<ServerShared>,
+    req: &UpgradeRequest,
+    ip: IpAddr,
+) -> Result<(Option<&'static str>, Option<String>, ClientSlot), Refusal> {
+    let s = &shared.cfg.server;
+    if !s.origins.is_empty() {
+        if let Some(origin) = req.header("origin") {
+            if !s.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+                return Err(Refusal::new(
+                    403,
+                    "Forbidden",
+                    format!("origin {origin} not allowed"),
+                ));
+            }
+        }
+    }
+    let user = match &s.htpasswd {
+        None => None,
+        Some(file) => {
+            let wait = shared.backoff.delay(ip, Instant::now());
+            if !wait.is_zero() {
+                Timer::after(wait).await;
+            }
+            let creds = req.header("authorization").and_then(basic_credentials);
+            let ok = match &creds {
+                Some((u, p)) => match file.hash_of(u) {
+                    Some(hash) => {
+                        // bcrypt is slow on purpose: off the executor.
+                        let p = p.clone();
+                        smol::unblock(move || crate::auth::verify_hash(&hash, &p)).await
+                    }
+                    None => false,
+                },
+                None => false,
+            };
+            if !ok {
+                shared.backoff.failed(ip, Instant::now());
+                let why = match &creds {
+                    Some((u, _)) => format!("authentication failed for user {u:?}"),
+                    None => "authentication required".to_string(),
+                };
+                return Err(Refusal::new(401, "Unauthorized", why).header(
+                    "WWW-Authenticate",
+                    "Basic realm=\"etherws\", charset=\"UTF-8\"",
+                ));
+            }
+            shared.backoff.succeeded(ip);
+            creds.map(|(u, _)| u)
+        }
+    };
+    let protocol = handshake::select_protocol(&req.protocols)?;
+    let slot = shared.admit(ip)?;
+    Ok((protocol, user, slot))
+}

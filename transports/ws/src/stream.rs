@@ -1,0 +1,51 @@
+//! A connection's byte stream (TCP, or TLS over TCP) and how it splits
+//! into the two halves a link's reader and writer own.
+
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use smol::net::TcpStream;
+
+use crate::link::Keepalive;
+
+pub(crate) type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A stream that can be split for a link.
+pub(crate) trait IntoHalves: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn into_halves(self) -> (BoxRead, BoxWrite);
+}
+
+/// A socket splits without a lock: each half is a clone of it.
+impl IntoHalves for TcpStream {
+    fn into_halves(self) -> (BoxRead, BoxWrite) {
+        (Box::new(self.clone()), Box::new(self))
+    }
+}
+
+/// TLS state is one object; its halves share it through a lock held only
+/// for each read or write.
+impl IntoHalves for futures_rustls::client::TlsStream<TcpStream> {
+    fn into_halves(self) -> (BoxRead, BoxWrite) {
+        let (r, w) = self.split();
+        (Box::new(r), Box::new(w))
+    }
+}
+
+impl IntoHalves for futures_rustls::server::TlsStream<TcpStream> {
+    fn into_halves(self) -> (BoxRead, BoxWrite) {
+        let (r, w) = self.split();
+        (Box::new(r), Box::new(w))
+    }
+}
+
+/// TCP options every link gets: no Nagle delay, and with keepalive a
+/// TCP_USER_TIMEOUT of interval + timeout, so data that the peer never
+/// acknowledges (a cut cable while frames are queued) also ends the link.
+pub(crate) fn tune(tcp: &TcpStream, keepalive: Option<Keepalive>) {
+    let _ = tcp.set_nodelay(true);
+    if let Some(k) = keepalive {
+        let sock = socket2::SockRef::from(tcp);
+        let _ = sock.set_tcp_user_timeout(Some(k.dead_after().max(Duration::from_secs(1))));
+    }
+}
