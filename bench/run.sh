@@ -57,30 +57,58 @@ wait_ping() {
   for _ in $(seq 1 60); do ip netns exec "$B" ping -c1 -W1 -q "$1" >/dev/null 2>&1 && return 0; done
   echo "bench: $1 unreachable" >&2; return 1
 }
-gbps() { # server_ip port -> Gbit/s received
+iperf() { # server_ip port -> "Gbit/s bytes" received
   ip netns exec "$B" iperf3 -c "$1" -p "$2" -t "$SECS" -P "$STREAMS" -J \
-    | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["end"]["sum_received"]; print("%.3f %d" % (r["bits_per_second"]/1e9, r["bytes"]))'
 }
-# etherws: 198.19.0.0/24; extra arguments go to both server and client.
-etherws_gbps() {
-  ip netns exec "$A" "$BIN" -q server --listen 198.18.0.1:8080 --tap ethws0 --mtu "$MTU" --address 198.19.0.1/24 "$@" >/dev/null & local s=$!
-  ip netns exec "$B" "$BIN" -q client ws://198.18.0.1:8080/ --tap ethws0 --mtu "$MTU" --address 198.19.0.2/24 "$@" >/dev/null & local c=$!
+gbps() { iperf "$@" | cut -d' ' -f1; }
+cpu_ticks() { # pids -> utime+stime in clock ticks, summed
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
+# A CA and a server certificate for the wss:// run.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj /CN=bench-ca -keyout "$FDIR/ca.key" -out "$FDIR/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=198.18.0.1 \
+  -keyout "$FDIR/key.pem" -out "$FDIR/req.csr" 2>/dev/null
+printf 'subjectAltName=IP:198.18.0.1\nbasicConstraints=CA:FALSE\n' > "$FDIR/ext"
+openssl x509 -req -in "$FDIR/req.csr" -CA "$FDIR/ca.pem" -CAkey "$FDIR/ca.key" -CAcreateserial \
+  -days 1 -extfile "$FDIR/ext" -out "$FDIR/cert.pem" 2>/dev/null
+# etherws over SCHEME (ws or wss): 198.19.0.0/24; extra arguments go to
+# both server and client. Prints "Gbit/s cpu_seconds_per_GB" (CPU of both
+# etherws processes during the iperf3 run, per GB received).
+etherws_run() {
+  local scheme=$1; shift
+  local sargs=() cargs=()
+  if [ "$scheme" = wss ]; then
+    sargs=(--tls-cert "$FDIR/cert.pem" --tls-key "$FDIR/key.pem"); cargs=(--ca "$FDIR/ca.pem")
+  fi
+  ip netns exec "$A" "$BIN" -q server --listen 198.18.0.1:8080 --tap ethws0 --mtu "$MTU" --address 198.19.0.1/24 "${sargs[@]}" "$@" >/dev/null & local s=$!
+  for _ in $(seq 1 200); do ip netns exec "$A" ss -ltn | grep -q '198.18.0.1:8080' && break; sleep 0.05; done
+  ip netns exec "$B" "$BIN" -q client "$scheme://198.18.0.1:8080/" --tap ethws0 --mtu "$MTU" --address 198.19.0.2/24 "${cargs[@]}" "$@" >/dev/null & local c=$!
   PIDS+=("$s" "$c")
   wait_ping 198.19.0.1 >&2
-  gbps 198.19.0.1 5201
+  local before; before=$(cpu_ticks "$s" "$c")
+  local out; out=$(iperf 198.19.0.1 5201)
+  local after; after=$(cpu_ticks "$s" "$c")
   kill "$s" "$c"; wait "$s" "$c" 2>/dev/null || true
+  python3 -c "import sys; g,b=sys.argv[1].split(); t=(int(sys.argv[2])-int(sys.argv[3]))/$(getconf CLK_TCK); print('%s %.2f' % (g, t/(int(b)/1e9)))" "$out" "$after" "$before"
 }
 ip netns exec "$A" iperf3 -s -p 5201 -D --logfile /dev/null
 ip netns exec "$A" iperf3 -s -B 198.19.1.1 -p 5202 -D --logfile /dev/null
 wait_ping 198.19.1.1
 
 V=$(gbps 198.19.1.1 5202)
-E=$(etherws_gbps)
-F=$(etherws_gbps --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat")
+read -r E ECPU < <(etherws_run ws)
+read -r T TCPU < <(etherws_run wss)
+read -r F FCPU < <(etherws_run ws --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat" --filter "$FDIR/pass.wat")
 rm -rf "$FDIR"
 echo "MTU $MTU, $STREAMS stream(s), $SECS s, $(nproc) cores"
 echo "kernel vxlan : $V Gbit/s"
-echo "etherws ws://: $E Gbit/s"
-echo "etherws + 3 pass filters (ingress, both ends): $F Gbit/s"
+echo "etherws ws://: $E Gbit/s, $ECPU CPU s/GB (both ends)"
+echo "etherws wss://: $T Gbit/s, $TCPU CPU s/GB (both ends)"
+echo "etherws + 3 pass filters (ingress, both ends): $F Gbit/s, $FCPU CPU s/GB"
 python3 -c "print('ratio etherws/vxlan: %.2f' % ($E/$V))"
+python3 -c "print('ratio wss/ws: %.2f, CPU per GB wss/ws: %.2f' % ($T/$E, $TCPU/$ECPU))"
 python3 -c "print('ratio with 3 filters / without: %.2f' % ($F/$E))"

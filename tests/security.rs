@@ -548,3 +548,78 @@ fn slowloris_connections_do_not_lock_out_clients_and_max_clients_holds() {
     );
     drop(idle);
 }
+
+#[test]
+fn failover_uses_the_next_server_and_moves_back_when_the_first_returns() {
+    if !root_or_skip("failover") {
+        return;
+    }
+    // Two servers, each on its own veth to the client.
+    let base = unique("fo");
+    let s1 = Netns::new(format!("{base}-1"));
+    let s2 = Netns::new(format!("{base}-2"));
+    let cli = Netns::new(format!("{base}-c"));
+    veth(&s1, "198.18.0.1/24", &cli, "198.18.0.2/24");
+    run(
+        "ip",
+        &[
+            "link", "add", "veth1", "netns", &cli.name, "type", "veth", "peer", "name", "veth0",
+            "netns", &s2.name,
+        ],
+    );
+    cli.ip(&["addr", "add", "198.18.1.2/24", "dev", "veth1"]);
+    cli.ip(&["link", "set", "veth1", "up"]);
+    s2.ip(&["addr", "add", "198.18.1.1/24", "dev", "veth0"]);
+    s2.ip(&["link", "set", "veth0", "up"]);
+    // The second server's TAP has its own address: the client's ARP cache
+    // must not mix the two up.
+    let second = s2.etherws(
+        "server2",
+        &[
+            "server",
+            "--listen",
+            "0.0.0.0:8080",
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.11/24",
+        ],
+    );
+    assert!(
+        second.wait_log(UP, |l| l.contains("listening on")),
+        "{}",
+        second.log()
+    );
+    let client = client_with(
+        &cli,
+        "client",
+        &["ws://198.18.0.1:8080/", "ws://198.18.1.1:8080/"],
+        &["--failback", "1"],
+        2,
+    );
+    assert!(cli.ping_until("198.19.0.11", UP), "{}", client.log());
+    assert!(
+        port_line(&second.report(), "198.18.1.2").is_some(),
+        "on the second server"
+    );
+    // The first comes up: the client moves back to it.
+    let first = start_server(&s1, &[]);
+    assert!(
+        client.wait_log(UP, |l| l.contains("answers again: moving back")),
+        "{}",
+        client.log()
+    );
+    assert!(
+        poll(UP, || port_line(&first.report(), "198.18.0.2").is_some()),
+        "{}",
+        first.log()
+    );
+    assert!(
+        poll(UP, || port_line(&second.report(), "198.18.1.2").is_none()),
+        "{}",
+        second.log()
+    );
+    assert!(cli.ping_until(SRV_TAP, UP), "{}", client.log());
+    // The second saw a clean close (1001), not a dropped connection.
+    assert!(second.log().contains("closed by peer"), "{}", second.log());
+}

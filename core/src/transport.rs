@@ -60,6 +60,10 @@ pub enum TransportError {
     /// The peer was reached but refused the link (HTTP status, auth...).
     #[error("rejected by peer: {0}")]
     Rejected(String),
+    /// We refused a connection (listener side: a bad request, failed
+    /// authentication, a limit). The message names the peer and why.
+    #[error("{0}")]
+    Refused(String),
     #[error("handshake failed: {0}")]
     Handshake(String),
     #[error("timed out: {0}")]

@@ -146,7 +146,7 @@ impl Listener for WsListener {
             if shared.pending.fetch_add(1, Relaxed) >= shared.cfg.server.max_pending {
                 shared.pending.fetch_sub(1, Relaxed);
                 drop(tcp);
-                return Err(TransportError::Rejected(format!(
+                return Err(TransportError::Refused(format!(
                     "{addr}: {} connections already in their handshake; closed at once",
                     shared.cfg.server.max_pending
                 )));
@@ -222,14 +222,14 @@ async fn upgrade<S: IntoHalves>(
                 format!("request head longer than {MAX_HEAD} bytes"),
             );
             refuse(&mut stream, &r).await;
-            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+            return Err(TransportError::Refused(format!("{addr}: {r}")));
         }
     };
     let req = match handshake::parse_request(&head, &shared.path) {
         Ok(r) => r,
         Err(r) => {
             refuse(&mut stream, &r).await;
-            return Err(TransportError::Rejected(format!("{addr}: {r}")));
+            return Err(TransportError::Refused(format!("{addr}: {r}")));
         }
     };
     let ip = client_ip(&shared, &req, addr);
@@ -243,7 +243,7 @@ async fn upgrade<S: IntoHalves>(
         Ok(a) => a,
         Err(r) => {
             refuse(&mut stream, &r).await;
-            return Err(TransportError::Rejected(format!("{who}: {r}")));
+            return Err(TransportError::Refused(format!("{who}: {r}")));
         }
     };
     stream

@@ -110,6 +110,11 @@ fn our_client_talks_to_a_tungstenite_server() {
                 .starts_with("etherws/"));
             resp.headers_mut()
                 .insert("sec-websocket-protocol", "etherws.v1".parse().unwrap());
+            assert_eq!(
+                req.headers().get("x-tenant").unwrap(),
+                "blue",
+                "a -H header"
+            );
             Ok(resp)
         };
         let mut ws = tungstenite::accept_hdr(s, cb).unwrap();
@@ -129,7 +134,16 @@ fn our_client_talks_to_a_tungstenite_server() {
     });
     smol::block_on(async {
         let url = Url::parse(&format!("ws://{addr}/x")).unwrap();
-        let mut link = registry().connect(&url).await.unwrap();
+        let cfg = WsConfig {
+            client: etherws_ws::ClientConfig {
+                headers: vec![("X-Tenant".into(), "blue".into())],
+                proxy: etherws_ws::ProxyChoice::Direct,
+                ..Default::default()
+            },
+            ..WsConfig::default()
+        };
+        let reg = Registry::new().with(Ws::new(cfg));
+        let mut link = reg.connect(&url).await.unwrap();
         for len in [14usize, 1522, 200] {
             let f = eth([2, 0, 0, 0, 0, 1], 2, len);
             link.tx.send(Frame::new(f.clone())).await.unwrap();
