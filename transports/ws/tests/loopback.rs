@@ -18,10 +18,6 @@ mod common;
 
 use common::{wait, T};
 
-fn registry() -> Registry {
-    Registry::new().with(Ws::new(WsConfig::default()))
-}
-
 /// A server on 127.0.0.1 (ephemeral port) serving `path`.
 fn server(path: &str) -> (String, Node) {
     let (addr, node, _) = common::serve(Ws::default(), &format!("ws://127.0.0.1:0{path}"));
