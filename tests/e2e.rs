@@ -3,25 +3,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use sha2::{Digest, Sha256};
 use tungstenite::Message;
 
 const UP: Duration = Duration::from_secs(30);
-
-/// Deterministic pseudo-random bytes (xorshift64).
-fn fill(buf: &mut [u8], state: &mut u64) {
-    for b in buf.iter_mut() {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *b = *state as u8;
-    }
-}
 
 #[test]
 fn two_hosts_ping_both_ways_and_tcp_transfer_is_byte_identical() {
@@ -41,46 +29,11 @@ fn two_hosts_ping_both_ways_and_tcp_transfer_is_byte_identical() {
     );
 
     // 20 MB over TCP through the tunnel, hashed on both sides.
-    const TOTAL: usize = 20 * 1024 * 1024;
-    let listener = h
-        .srv
-        .enter(|| TcpListener::bind("198.19.0.1:5001").unwrap());
-    let receiver = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut n = 0;
-        loop {
-            let k = s.read(&mut buf).expect("reading transfer");
-            if k == 0 {
-                break;
-            }
-            hash.update(&buf[..k]);
-            n += k;
-        }
-        (n, hash.finalize())
-    });
-    let mut stream = h
-        .cli
-        .enter(|| TcpStream::connect("198.19.0.1:5001").unwrap());
-    stream
-        .set_write_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut hash = Sha256::new();
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut sent = 0;
-    while sent < TOTAL {
-        fill(&mut chunk, &mut state);
-        stream.write_all(&chunk).expect("writing transfer");
-        hash.update(&chunk);
-        sent += chunk.len();
-    }
-    drop(stream);
-    let (received, rhash) = receiver.join().unwrap();
-    assert_eq!(received, TOTAL);
-    assert_eq!(rhash, hash.finalize(), "payload differs after the tunnel");
+    let (received, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 * 1024 * 1024);
+    assert!(
+        intact,
+        "payload differs after the tunnel ({received} bytes)"
+    );
 }
 
 #[test]
@@ -95,17 +48,7 @@ fn hub_and_spoke_client_to_client_through_server() {
     // Server reachable from A at 198.18.0.1 and from B at 198.18.1.1.
     veth(&srv, "198.18.0.1/24", &a, "198.18.0.2/24");
     // A second veth pair in srv needs other device names.
-    run(
-        "ip",
-        &[
-            "link", "add", "veth1", "netns", &srv.name, "type", "veth", "peer", "name", "veth0",
-            "netns", &b.name,
-        ],
-    );
-    srv.ip(&["addr", "add", "198.18.1.1/24", "dev", "veth1"]);
-    srv.ip(&["link", "set", "veth1", "up"]);
-    b.ip(&["addr", "add", "198.18.1.2/24", "dev", "veth0"]);
-    b.ip(&["link", "set", "veth0", "up"]);
+    veth_named(&srv, "veth1", "198.18.1.1/24", &b, "veth0", "198.18.1.2/24");
 
     let server = start_server(&srv, &[]);
     let _ca = start_client(&a, "ws://198.18.0.1:8080/", 2);

@@ -255,17 +255,14 @@ fn proxied(tag: &str) -> Proxied {
     let mid = Netns::new(format!("{base}-m"));
     let cli = Netns::new(format!("{base}-c"));
     veth(&srv, "198.18.0.1/24", &mid, "198.18.0.2/24");
-    run(
-        "ip",
-        &[
-            "link", "add", "veth1", "netns", &mid.name, "type", "veth", "peer", "name", "veth0",
-            "netns", &cli.name,
-        ],
+    veth_named(
+        &mid,
+        "veth1",
+        "198.18.1.1/24",
+        &cli,
+        "veth0",
+        "198.18.1.2/24",
     );
-    mid.ip(&["addr", "add", "198.18.1.1/24", "dev", "veth1"]);
-    mid.ip(&["link", "set", "veth1", "up"]);
-    cli.ip(&["addr", "add", "198.18.1.2/24", "dev", "veth0"]);
-    cli.ip(&["link", "set", "veth0", "up"]);
     let server = start_server(&srv, &[]);
     Proxied {
         srv,
@@ -560,17 +557,14 @@ fn failover_uses_the_next_server_and_moves_back_when_the_first_returns() {
     let s2 = Netns::new(format!("{base}-2"));
     let cli = Netns::new(format!("{base}-c"));
     veth(&s1, "198.18.0.1/24", &cli, "198.18.0.2/24");
-    run(
-        "ip",
-        &[
-            "link", "add", "veth1", "netns", &cli.name, "type", "veth", "peer", "name", "veth0",
-            "netns", &s2.name,
-        ],
+    veth_named(
+        &cli,
+        "veth1",
+        "198.18.1.2/24",
+        &s2,
+        "veth0",
+        "198.18.1.1/24",
     );
-    cli.ip(&["addr", "add", "198.18.1.2/24", "dev", "veth1"]);
-    cli.ip(&["link", "set", "veth1", "up"]);
-    s2.ip(&["addr", "add", "198.18.1.1/24", "dev", "veth0"]);
-    s2.ip(&["link", "set", "veth0", "up"]);
     // The second server's TAP has its own address: the client's ARP cache
     // must not mix the two up.
     let second = s2.etherws(

@@ -148,6 +148,22 @@ impl Drop for Netns {
     }
 }
 
+/// Joins two namespaces with a veth pair named `a_dev` in `a` and `b_dev`
+/// in `b`, addressed and up.
+pub fn veth_named(a: &Netns, a_dev: &str, a_addr: &str, b: &Netns, b_dev: &str, b_addr: &str) {
+    run(
+        "ip",
+        &[
+            "link", "add", a_dev, "netns", &a.name, "type", "veth", "peer", "name", b_dev, "netns",
+            &b.name,
+        ],
+    );
+    for (ns, dev, addr) in [(a, a_dev, a_addr), (b, b_dev, b_addr)] {
+        ns.ip(&["addr", "add", addr, "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+}
+
 /// Joins two namespaces with a veth pair and addresses them.
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     run(
@@ -406,17 +422,8 @@ pub fn star(tag: &str, n: u8) -> Star {
     for i in 1..=n {
         let c = Netns::new(format!("{base}-{i}"));
         let dev = format!("veth{i}");
-        run(
-            "ip",
-            &[
-                "link", "add", &dev, "netns", &srv.name, "type", "veth", "peer", "name", "veth0",
-                "netns", &c.name,
-            ],
-        );
-        srv.ip(&["addr", "add", &format!("198.18.{i}.1/24"), "dev", &dev]);
-        srv.ip(&["link", "set", &dev, "up"]);
-        c.ip(&["addr", "add", &format!("198.18.{i}.2/24"), "dev", "veth0"]);
-        c.ip(&["link", "set", "veth0", "up"]);
+        let (sa, ca) = (format!("198.18.{i}.1/24"), format!("198.18.{i}.2/24"));
+        veth_named(&srv, &dev, &sa, &c, "veth0", &ca);
         clients.push(c);
     }
     Star { srv, clients }

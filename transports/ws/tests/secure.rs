@@ -553,4 +553,57 @@ fn http_connect_proxies_with_and_without_auth() {
     let e = connect(&via(&p), &url).unwrap_err().to_string();
     assert!(e.contains("407"), "{e}");
     h.join().unwrap();
+    // wss through the proxy: TLS end to end (the proxy relays bytes only).
+    let ca = Ca::new("proxy test CA");
+    let (waddr, wnode) = wss_server(
+        server_tls(&ca, KeyKind::EcdsaP256, "proxy-wss", None),
+        ServerConfig::default(),
+    );
+    let (p, h) = connect_proxy(None);
+    let reg = Registry::new().with(Ws::new(WsConfig {
+        client: ClientConfig {
+            tls: Some(Arc::new(
+                TlsClient::new(ca_files(&ca, "proxy-wss-c")).unwrap(),
+            )),
+            proxy: ProxyChoice::Via(Proxy::parse(&p).unwrap()),
+            ..ClientConfig::default()
+        },
+        ..WsConfig::default()
+    }));
+    let link = connect(&reg, &format!("wss://{waddr}/")).expect("wss through the proxy");
+    assert!(wait(|| wnode.ports().len() == 1));
+    drop(link);
+    assert!(h.join().unwrap().starts_with(&format!("CONNECT {waddr} ")));
+}
+
+#[test]
+fn a_per_address_limit_answers_503_to_that_address_only() {
+    let cfg = WsConfig {
+        server: ServerConfig {
+            max_clients_per_ip: 2,
+            trust_proxy: true,
+            ..ServerConfig::default()
+        },
+        ..WsConfig::default()
+    };
+    let (addr, node, _) = serve(Ws::new(cfg), "ws://127.0.0.1:0/");
+    let from = |ip: &'static str| {
+        let mut req =
+            tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/"))
+                .unwrap();
+        req.headers_mut()
+            .insert("x-forwarded-for", ip.parse().unwrap());
+        match tungstenite::client::client(req, TcpStream::connect(&addr).unwrap()) {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+                Err(r.status().as_u16())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let _a1 = from("198.18.9.1").unwrap();
+    let _a2 = from("198.18.9.1").unwrap();
+    assert_eq!(from("198.18.9.1").err(), Some(503));
+    let _b = from("198.18.9.2").expect("another address is not limited");
+    assert!(wait(|| node.ports().len() == 3));
 }
