@@ -177,6 +177,10 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1024, value_name = "N",
           value_parser = clap::value_parser!(usize))]
     pub max_pending: usize,
+    /// Most connections from one address still in their handshake at once
+    /// (0: no limit).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_pending_per_ip: usize,
     #[command(flatten)]
     pub link: LinkArgs,
     #[command(flatten)]

@@ -69,6 +69,7 @@ pub fn for_server(a: &ServerArgs) -> Result<Transports> {
         max_clients: a.max_clients,
         max_clients_per_ip: a.max_clients_per_ip,
         max_pending: a.max_pending.max(1),
+        max_pending_per_ip: a.max_pending_per_ip,
     };
     Ok(Transports { ws: Ws::new(cfg) })
 }

@@ -379,7 +379,10 @@ impl Node {
             let name = name.clone();
             async move {
                 let _live = live;
-                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, tx, &counters, &broken))
+                // The sink stays out here, so it survives a panic below and
+                // can still tell the peer (1011 for ws).
+                let mut tx = tx;
+                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, &mut tx, &counters, &broken))
                     .catch_unwind()
                     .await;
                 if let Err(p) = w {
@@ -391,6 +394,12 @@ impl Node {
                         panic_message(&*p)
                     );
                     node.detach(id);
+                    let closed = AssertUnwindSafe(futures::SinkExt::close(&mut tx))
+                        .catch_unwind()
+                        .await;
+                    if !matches!(closed, Ok(Ok(()))) {
+                        broken.store(true, Relaxed);
+                    }
                 }
             }
             .boxed()
@@ -464,7 +473,15 @@ impl Node {
             port_kind: kind,
         };
         let mut storm = StormBucket::new(self.inner.cfg.storm_limit);
+        let mut burst = 0;
         while let Some(item) = rx.next().await {
+            // A link that always has a frame ready must not pin a thread:
+            // let the executor run others now and then.
+            burst += 1;
+            if burst == READ_BURST {
+                burst = 0;
+                YieldNow(false).await;
+            }
             match item {
                 Ok(frame) => {
                     counters.rx(frame.len());
@@ -638,7 +655,7 @@ impl Node {
         name: &str,
         queue: async_channel::Receiver<Frame>,
         bound: Arc<QueueBound>,
-        mut tx: FrameSink,
+        tx: &mut FrameSink,
         counters: &PortCounters,
         broken: &AtomicBool,
     ) {
@@ -650,7 +667,7 @@ impl Node {
         let pump = Pump {
             queue: Box::pin(queue),
             bound,
-            tx: &mut tx,
+            tx: &mut *tx,
             held: None,
             closed: false,
             batch: self.inner.cfg.queue_len.max(1),
@@ -661,7 +678,7 @@ impl Node {
         match pump.await {
             // Queue closed and drained: end the link in order.
             Ok(()) => {
-                if let Err(e) = futures::SinkExt::close(&mut tx).await {
+                if let Err(e) = futures::SinkExt::close(tx).await {
                     log::debug!("port {id} ({name}): closing the link: {e}");
                 }
             }
@@ -712,6 +729,24 @@ impl Node {
     /// Frames the switch forwarded or flooded to at least one decision.
     pub fn frames_switched(&self) -> u64 {
         self.inner.switched.load(Relaxed)
+    }
+}
+
+/// Frames a reader handles before it yields to other tasks.
+const READ_BURST: usize = 64;
+
+/// Returns `Pending` once (waking itself), then `Ready`.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

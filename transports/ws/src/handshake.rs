@@ -145,6 +145,13 @@ pub fn parse_request(head: &[u8], path: &str) -> Result<UpgradeRequest, Refusal>
                 .header("Allow", "GET"),
         );
     }
+    if !req
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("host"))
+    {
+        return Err(Refusal::new(400, "Bad Request", "missing Host header"));
+    }
     let target = req.path.unwrap_or("");
     let req_path = target.split('?').next().unwrap_or("");
     let headers: Vec<(String, String)> = req
@@ -422,6 +429,10 @@ mod tests {
             400
         );
         assert_eq!(status(&REQ.replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(
+            status(&REQ.replace("Host: server.example.com\r\n", "")),
+            400
+        );
         assert_eq!(status("GARBAGE\r\n\r\n"), 400);
         let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
         assert_eq!(

@@ -105,6 +105,8 @@ pub struct ServerConfig {
     /// Most connections still in their handshake at once; more are closed
     /// at once (a slowloris cannot hold the listener).
     pub max_pending: usize,
+    /// The same, from one address (one host cannot take all the slots).
+    pub max_pending_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +119,7 @@ impl Default for ServerConfig {
             max_clients: 4096,
             max_clients_per_ip: 0,
             max_pending: 1024,
+            max_pending_per_ip: 64,
         }
     }
 }

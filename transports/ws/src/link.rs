@@ -36,6 +36,9 @@ pub const READ_BUF: usize = 16 * 1024;
 pub const WRITE_HIGH: usize = 64 * 1024;
 /// Control frames handled in one `poll_next` before yielding.
 const CONTROL_BURST: usize = 64;
+/// Socket reads in one `poll_next` that completed no frame before yielding
+/// (a peer sending endless empty fragments must not pin a thread).
+const READ_BURST: usize = 16;
 
 /// Ping cadence and dead-peer timeout of a link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +181,8 @@ where
             state: TxState::Open,
             keepalive: p.keepalive.map(|k| (k, Timer::after(k.interval))),
             pings: 0,
+            pong_end: 0,
+            ping_end: 0,
         }),
         peer,
     };
@@ -210,6 +215,7 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
             ))));
         }
         let mut controls = 0;
+        let mut reads = 0;
         loop {
             if this.start < this.end {
                 match this.dec.decode(&this.buf[this.start..this.end]) {
@@ -266,6 +272,11 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
                 this.end -= this.start;
                 this.start = 0;
             }
+            if reads >= READ_BURST {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            reads += 1;
             let free = &mut this.buf[this.end..];
             match Pin::new(&mut this.io).poll_read(cx, free) {
                 Poll::Pending => return Poll::Pending,
@@ -309,6 +320,12 @@ struct WsTx<W> {
     keepalive: Option<(Keepalive, Timer)>,
     /// Pings sent (their payload: a counter).
     pings: u64,
+    /// Where in `wbuf` the last queued Pong and Ping end. A control frame
+    /// may be queued past the high mark (it must not wait behind a full
+    /// buffer of frames), but only one of each at a time: a new one waits
+    /// until the previous one was written (`wpos` went past it).
+    pong_end: usize,
+    ping_end: usize,
 }
 
 impl<W: AsyncWrite + Unpin> WsTx<W> {
@@ -325,14 +342,19 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
 
     /// Queues the Pong owed to the peer, if any (bounded: one at a time,
     /// and not while the buffer is over its high mark).
-    fn queue_control(&mut self) {
-        if self.state != TxState::Open || self.pending() >= WRITE_HIGH {
-            return;
+    fn queue_control(&mut self) -> bool {
+        if self.state != TxState::Open || self.pong_end > self.wpos {
+            return false;
         }
         let pong = self.shared.ctl().pong.take();
-        if let Some(p) = pong {
-            let mask = self.mask();
-            codec::encode(&mut self.wbuf, op::PONG, &p, mask);
+        match pong {
+            Some(p) => {
+                let mask = self.mask();
+                codec::encode(&mut self.wbuf, op::PONG, &p, mask);
+                self.pong_end = self.wbuf.len();
+                true
+            }
+            None => false,
         }
     }
 
@@ -367,10 +389,11 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
             }
             let next = if silent >= k.interval {
                 // One Ping per silence; the next check is the deadline.
-                if self.state == TxState::Open && self.pending() < WRITE_HIGH {
+                if self.state == TxState::Open && self.ping_end <= self.wpos {
                     self.pings += 1;
                     let mask = self.mask();
                     codec::encode(&mut self.wbuf, op::PING, &self.pings.to_be_bytes(), mask);
+                    self.ping_end = self.wbuf.len();
                 }
                 k.dead_after() - silent
             } else {
@@ -397,6 +420,8 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
         }
         self.wbuf.clear();
         self.wpos = 0;
+        self.pong_end = 0;
+        self.ping_end = 0;
         if self.wbuf.capacity() > 4 * WRITE_HIGH {
             self.wbuf.shrink_to(WRITE_HIGH);
         }
@@ -445,6 +470,10 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
         this.keepalive(cx)?;
         this.queue_control();
         std::task::ready!(this.write_out(cx))?;
+        // A Pong owed while the buffer was draining goes out now.
+        if this.queue_control() {
+            std::task::ready!(this.write_out(cx))?;
+        }
         match Pin::new(&mut this.io).poll_flush(cx) {
             Poll::Ready(Err(e)) => this.fail(e),
             other => other.map_err(LinkError::Io),
@@ -477,5 +506,94 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
         this.state = TxState::Done;
         this.wbuf = Vec::new();
         Poll::Ready(r.map_err(LinkError::Io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker;
+
+    /// A writer that takes nothing while closed, everything while open.
+    struct Gate {
+        open: Arc<AtomicBool>,
+        taken: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl AsyncWrite for Gate {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if !self.open.load(Relaxed) {
+                return Poll::Pending;
+            }
+            self.taken.lock().unwrap().extend_from_slice(b);
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_pong_goes_out_behind_a_full_write_buffer() {
+        let mut ping = Vec::new();
+        codec::encode(&mut ping, op::PING, b"hello", Some([1, 2, 3, 4]));
+        let open = Arc::new(AtomicBool::new(false));
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let gate = Gate {
+            open: open.clone(),
+            taken: taken.clone(),
+        };
+        let params = LinkParams {
+            role: Role::Server,
+            leftover: Vec::new(),
+            max_frame: 1522,
+            hard_limit: 70_000,
+            keepalive: None,
+            guard: None,
+        };
+        let peer = PeerInfo {
+            scheme: "ws",
+            remote: "test".into(),
+        };
+        let (mut link, _) = make_link(futures::io::Cursor::new(ping), gate, params, peer);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Fill the write buffer past its high mark: the sink pushes back.
+        let frame = Frame::new(vec![0u8; 1514]);
+        while link.tx.as_mut().poll_ready(&mut cx).is_ready() {
+            link.tx.as_mut().start_send(frame.clone()).unwrap();
+        }
+        // The peer's Ping arrives now.
+        assert!(link.rx.as_mut().poll_next(&mut cx).is_ready());
+        assert!(link.tx.as_mut().poll_flush(&mut cx).is_pending());
+        // The socket takes everything: the Pong must go out with it, with
+        // no other wake-up to come.
+        open.store(true, Relaxed);
+        assert!(matches!(
+            link.tx.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        let bytes = taken.lock().unwrap().clone();
+        let mut dec = Decoder::new(Role::Client, 2000, 2000);
+        let (mut at, mut pongs) = (0, 0);
+        while at < bytes.len() {
+            let (n, ev) = dec.decode(&bytes[at..]).unwrap();
+            at += n;
+            if let Some(Event::Pong(p)) = ev {
+                assert_eq!(&p[..], b"hello");
+                pongs += 1;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        assert_eq!(pongs, 1);
     }
 }

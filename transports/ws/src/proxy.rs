@@ -66,7 +66,15 @@ impl Proxy {
         };
         as_http.set_scheme(scheme).ok()?;
         let raw = env_proxy::for_url(&as_http).raw_value()?;
-        Proxy::parse(&raw).ok()
+        match Proxy::parse(&raw) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // Said, not silently bypassed: a direct connection may be
+                // exactly what the operator's environment meant to avoid.
+                log::warn!("ignoring the proxy environment for {target}: {e}");
+                None
+            }
+        }
     }
 }
 

@@ -57,6 +57,7 @@ pub(crate) async fn listen(
             path,
             backoff: FailureBackoff::default(),
             pending: AtomicUsize::new(0),
+            pending_by_ip: Mutex::default(),
             clients: Mutex::default(),
         }),
     }))
@@ -75,18 +76,26 @@ struct ServerShared {
     scheme: &'static str,
     path: String,
     backoff: FailureBackoff,
-    /// Connections still in their handshake.
+    /// Connections still in their handshake, and per address.
     pending: AtomicUsize,
+    pending_by_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Links per client address (and their sum).
     clients: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 /// Counts a connection in its handshake until dropped.
-struct PendingGuard(Arc<ServerShared>);
+struct PendingGuard(Arc<ServerShared>, IpAddr);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.0.pending.fetch_sub(1, Relaxed);
+        let mut m = self.0.pending_by_ip();
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -107,6 +116,31 @@ impl Drop for ClientSlot {
 }
 
 impl ServerShared {
+    fn pending_by_ip(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.pending_by_ip.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a connection into its handshake, or says why not.
+    fn start_handshake(self: &Arc<Self>, ip: IpAddr) -> Result<PendingGuard, String> {
+        let s = &self.cfg.server;
+        let mut by_ip = self.pending_by_ip();
+        let of_ip = by_ip.get(&ip).copied().unwrap_or(0);
+        if s.max_pending_per_ip > 0 && of_ip >= s.max_pending_per_ip {
+            return Err(format!(
+                "{of_ip} connections from {ip} already in their handshake (--max-pending-per-ip)"
+            ));
+        }
+        if self.pending.fetch_add(1, Relaxed) >= s.max_pending {
+            self.pending.fetch_sub(1, Relaxed);
+            return Err(format!(
+                "{} connections already in their handshake (--max-pending)",
+                s.max_pending
+            ));
+        }
+        *by_ip.entry(ip).or_insert(0) += 1;
+        Ok(PendingGuard(self.clone(), ip))
+    }
+
     fn clients(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -143,15 +177,15 @@ impl Listener for WsListener {
                 .await
                 .map_err(io_err(format!("accepting on {}", self.local)))?;
             let shared = self.shared.clone();
-            if shared.pending.fetch_add(1, Relaxed) >= shared.cfg.server.max_pending {
-                shared.pending.fetch_sub(1, Relaxed);
-                drop(tcp);
-                return Err(TransportError::Refused(format!(
-                    "{addr}: {} connections already in their handshake; closed at once",
-                    shared.cfg.server.max_pending
-                )));
-            }
-            let guard = PendingGuard(shared.clone());
+            let guard = match shared.start_handshake(addr.ip()) {
+                Ok(g) => g,
+                Err(why) => {
+                    drop(tcp);
+                    return Err(TransportError::Refused(format!(
+                        "{addr}: {why}; closed at once"
+                    )));
+                }
+            };
             let what = format!("handshake with {addr}");
             let pending: PendingLink = async move {
                 let _guard = guard;
@@ -191,15 +225,33 @@ async fn handshake_with(
 /// `X-Forwarded-For` entry (the one the trusted proxy added).
 fn client_ip(shared: &ServerShared, req: &UpgradeRequest, addr: SocketAddr) -> IpAddr {
     if shared.cfg.server.trust_proxy {
-        let forwarded = req
-            .header("x-forwarded-for")
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = forwarded {
+        // Every X-Forwarded-For line, in order, as one list: its last
+        // entry is the one the trusted proxy appended (a client's own line
+        // may come first).
+        let last = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-forwarded-for")
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty());
+        if let Some(ip) = last.and_then(parse_forwarded) {
             return ip;
         }
     }
     addr.ip()
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`
+/// or `[2001:db8::1]:5678`.
+fn parse_forwarded(v: &str) -> Option<IpAddr> {
+    if let Ok(ip) = v.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = v.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    v.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
 async fn upgrade<S: IntoHalves>(
@@ -300,24 +352,33 @@ async fn admit(
     let user = match &s.htpasswd {
         None => None,
         Some(file) => {
-            let wait = shared.backoff.delay(ip, Instant::now());
-            if !wait.is_zero() {
-                Timer::after(wait).await;
+            let Some(attempt) = shared.backoff.begin(ip, Instant::now()) else {
+                return Err(Refusal::new(
+                    429,
+                    "Too Many Requests",
+                    "failed logins from this address: one attempt at a time",
+                )
+                .header("Retry-After", "5"));
+            };
+            if !attempt.delay.is_zero() {
+                Timer::after(attempt.delay).await;
             }
             let creds = req.header("authorization").and_then(basic_credentials);
             let ok = match &creds {
-                Some((u, p)) => match file.hash_of(u) {
-                    Some(hash) => {
-                        // bcrypt is slow on purpose: off the executor.
-                        let p = p.clone();
-                        smol::unblock(move || crate::auth::verify_hash(&hash, &p)).await
-                    }
-                    None => false,
-                },
+                Some((u, p)) => {
+                    // An unknown user is checked against a dummy hash, as
+                    // slowly: the answer's timing does not tell who exists.
+                    let (hash, exists) = file.hash_or_dummy(u);
+                    let p = p.clone();
+                    // bcrypt is slow on purpose: off the executor.
+                    let good = smol::unblock(move || crate::auth::verify_hash(&hash, &p)).await;
+                    good && exists
+                }
                 None => false,
             };
+            let user = creds.as_ref().map_or("", |(u, _)| u.as_str());
             if !ok {
-                shared.backoff.failed(ip, Instant::now());
+                shared.backoff.failed(ip, user, Instant::now());
                 let why = match &creds {
                     Some((u, _)) => format!("authentication failed for user {u:?}"),
                     None => "authentication required".to_string(),
@@ -327,7 +388,8 @@ async fn admit(
                     "Basic realm=\"etherws\", charset=\"UTF-8\"",
                 ));
             }
-            shared.backoff.succeeded(ip);
+            shared.backoff.succeeded(ip, user);
+            drop(attempt);
             creds.map(|(u, _)| u)
         }
     };

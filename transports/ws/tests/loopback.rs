@@ -405,4 +405,24 @@ fn a_port_ended_by_a_bug_closes_with_1011_and_the_rest_go_on() {
     let f = eth([0xff; 6], 0x11, 60);
     other.send(Message::binary(f.clone())).unwrap();
     assert_eq!(next_binary(&mut third), f);
+
+    // The same bug on the way out (an egress filter, in the writer): the
+    // port whose writer panicked gets 1011 too.
+    let node = Node::with_filters(
+        NodeConfig::for_mtu(1500),
+        std::sync::Arc::new(NoFilter),
+        std::sync::Arc::new(Buggy),
+    );
+    let (addr, node, _) = common::serve_node(node, Ws::default(), "ws://127.0.0.1:0/");
+    let mut sender = tungstenite_client(&addr, "/");
+    let mut receiver = tungstenite_client(&addr, "/");
+    assert!(wait(|| node.ports().len() == 2));
+    sender
+        .send(Message::binary(eth([0xff; 6], 0x66, 60)))
+        .unwrap();
+    match receiver.read() {
+        Ok(Message::Close(Some(c))) => assert_eq!(u16::from(c.code), codec::close::INTERNAL),
+        other => panic!("expected Close 1011 from the writer's panic, got {other:?}"),
+    }
+    assert!(wait(|| node.ports().len() == 1), "only that port ended");
 }

@@ -282,9 +282,44 @@ fn repeated_failures_from_one_address_are_slowed_down() {
     let (ok, took) = timed(("bob", "secret"));
     assert!(ok);
     assert!(took >= Duration::from_millis(250), "{took:?}");
-    // Success forgot the address.
+    // Success forgave bob's failures.
     let (ok, took) = timed(("bob", "secret"));
     assert!(ok && took < Duration::from_millis(250), "{took:?}");
+    // Three more failures: now two attempts at once from this address get
+    // one check (after its delay) and one 429.
+    for _ in 0..3 {
+        assert!(!timed(("bob", "wrong")).0);
+    }
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || connect(&ws_client(Some(("bob", "secret"))), &url))
+        })
+        .collect();
+    let results: Vec<_> = both.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains("429"), "{refused:?}");
+}
+
+#[test]
+fn an_unknown_user_costs_a_bcrypt_check_too() {
+    let path = write(
+        &dir("dummy"),
+        "htpasswd",
+        &format!("alice:{BCRYPT}\nbob:{SHA}\n"),
+    );
+    let h = Htpasswd::load(&path).unwrap();
+    let (hash, exists) = h.hash_or_dummy("mallory");
+    assert!(!exists);
+    assert!(hash.starts_with("$2b$05$"), "{hash}");
+    assert!(!etherws_ws::auth::verify_hash(&hash, "secret"));
+    let only_sha = write(&dir("dummy2"), "htpasswd", &format!("bob:{SHA}\n"));
+    let (hash, _) = Htpasswd::load(&only_sha).unwrap().hash_or_dummy("mallory");
+    assert!(hash.starts_with("{SHA}"), "{hash}");
 }
 
 #[test]
@@ -478,8 +513,31 @@ fn origins_and_forwarded_addresses() {
     ])
     .unwrap();
     assert!(wait(|| node.ports().len() == 1));
-    let name = node.ports()[0].name.clone();
-    assert!(name.contains("198.18.5.5 (via 127.0.0.1:"), "{name}");
+    // A client's own X-Forwarded-For line first, the proxy's (with a port)
+    // last: the proxy's entry counts.
+    let mut req =
+        tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/"))
+            .unwrap();
+    req.headers_mut()
+        .append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    req.headers_mut()
+        .append("x-forwarded-for", "198.18.6.6:4444".parse().unwrap());
+    let _two = tungstenite::client::client(req, TcpStream::connect(&addr).unwrap()).unwrap();
+    assert!(wait(|| node.ports().len() == 2));
+    assert!(
+        node.ports()
+            .iter()
+            .any(|p| p.name.contains("198.18.6.6 (via")),
+        "{:?}",
+        node.ports()
+    );
+    let names: Vec<String> = node.ports().iter().map(|p| p.name.clone()).collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("198.18.5.5 (via 127.0.0.1:")),
+        "{names:?}"
+    );
 }
 
 /// A minimal HTTP CONNECT proxy for one tunnel: checks the request (and
