@@ -348,7 +348,7 @@ def main():
     ref = figures.get("vxlan")
     print("\nMTU %d, %d s per run, %d round(s), %d cores, %s" % (
         args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release()))
-    head = "%-11s" % "system" + "".join("%26s" % ("%s (%s)" % (label, unit)) for _, label, unit, _ in METRICS)
+    head = "%-11s" % "system" + "".join("%30s" % ("%s (%s)" % (label, unit)) for _, label, unit, _ in METRICS)
     print(head)
     for s in systems:
         row = "%-11s" % s
@@ -357,7 +357,7 @@ def main():
             cell = "–" if v is None else fmt % v
             if v is not None and ref and ref.get(m) and s != "vxlan":
                 cell += " (%.2fx)" % (v / ref[m])
-            row += "%26s" % cell
+            row += "%30s" % cell
         print(row)
     os.makedirs(args.out, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
