@@ -224,12 +224,12 @@ fn htpasswd_admits_its_users_only_slows_guessers_and_follows_the_file() {
         format!("alice:{BCRYPT_SECRET}\nbob:{SHA_PASSWORD}\n"),
     )
     .unwrap();
-    let newpw = s(&write(&d, "new", "password\n"));
-    let mut renewed = once(
-        &h.cli,
+    // (the password from the environment this time)
+    let mut renewed = Proc::start_env(
         "bob-new",
-        url,
-        &["--user", "bob", "--password-file", &newpw],
+        &h.cli.name,
+        &["client", "--once", url, "--tap", "ethws7", "--user", "bob"],
+        &[("ETHERWS_PASSWORD", "password")],
     );
     assert!(
         renewed.wait_log(UP, |l| l.contains("connected to")),
