@@ -15,6 +15,7 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy-bin)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need[*]}"

@@ -59,6 +59,12 @@ pub struct TapArgs {
     /// Set this IPv4 address on the TAP device, e.g. 198.18.1.1/24.
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub address: Option<(Ipv4Addr, u8)>,
+    /// Turn offloads off: no super-frames from the TAP (IFF_VNET_HDR with
+    /// checksum and segmentation offload) and none offered on links; every
+    /// frame then crosses at most MTU-sized, one read, write and message
+    /// each.
+    #[arg(long)]
+    pub no_offload: bool,
 }
 
 /// Options of the switch inside a node.

@@ -90,6 +90,7 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
         mtu: args.mtu,
         address: args.address,
         mac: args.mac,
+        offload: !args.no_offload,
     })
     .context("cannot set up the TAP device")?;
     match args.address {

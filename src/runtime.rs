@@ -25,8 +25,10 @@ pub type Ex = Arc<Executor<'static>>;
 /// Runs `main` to completion on an executor served by one thread per core.
 pub fn run<T>(main: impl FnOnce(Ex) -> Box<dyn Future<Output = T> + Send + Unpin>) -> T {
     let ex: Ex = Arc::new(Executor::new());
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let threads = std::env::var("ETHERWS_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (1..threads)

@@ -32,6 +32,7 @@ fn base(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> WsConfig {
             interval: Duration::from_secs(link.ping_interval),
             timeout: Duration::from_secs(link.ping_timeout),
         }),
+        offload: !tap.no_offload,
         ..WsConfig::default()
     }
 }

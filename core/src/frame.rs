@@ -10,8 +10,8 @@ use bytes::Bytes;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
     data: Bytes,
-    /// Per-frame metadata. Empty today; the seam where offload information
-    /// (virtio-net header: GSO type and size, checksum offsets) will travel.
+    /// Per-frame metadata: offload information (virtio-net header: GSO type
+    /// and size, checksum offsets).
     pub meta: FrameMeta,
 }
 
@@ -19,13 +19,26 @@ pub struct Frame {
 /// the wire unless a transport negotiates it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct FrameMeta {}
+pub struct FrameMeta {
+    /// Offload state (a TAP's virtio-net header): a super-frame to segment
+    /// or a checksum to complete before the frame may leave through a port
+    /// that cannot take it. `None`: a plain, complete frame.
+    pub vnet: Option<crate::offload::VnetHdr>,
+}
 
 impl Frame {
     pub fn new(data: impl Into<Bytes>) -> Self {
         Frame {
             data: data.into(),
             meta: FrameMeta::default(),
+        }
+    }
+
+    /// A frame with its offload header (`None`: plain).
+    pub fn with_vnet(data: impl Into<Bytes>, vnet: Option<crate::offload::VnetHdr>) -> Self {
+        Frame {
+            data: data.into(),
+            meta: FrameMeta { vnet },
         }
     }
 

@@ -108,6 +108,72 @@ pub fn switch(data: &[u8]) {
     }
 }
 
+/// Offload metadata from a peer on arbitrary bytes (a 10-byte virtio-net
+/// header, then the frame): checking and finishing never panic, and a frame
+/// that passes [`offload::check`] is finished without error into at most
+/// [`offload::MAX_SEGMENTS`] frames, none longer than max frame (1522).
+pub fn offload(data: &[u8]) {
+    use crate::frame::Frame;
+    use crate::offload::{self, VnetHdr, VNET_HDR_LEN};
+    const MAX: usize = 1522;
+    if data.len() < VNET_HDR_LEN {
+        return;
+    }
+    let (hb, frame) = data.split_at(VNET_HDR_LEN);
+    let Ok(h) = VnetHdr::parse(hb) else {
+        return;
+    };
+    let fit = offload::check(frame, &h, MAX).is_ok();
+    let (mut n, mut longest) = (0, 0);
+    let r = offload::finish(Frame::new(frame.to_vec()), &h, |f| {
+        n += 1;
+        longest = longest.max(f.len());
+    });
+    if fit {
+        assert!(r.is_ok(), "checked, then {r:?}");
+        assert!((1..=offload::MAX_SEGMENTS).contains(&n), "{n} segments");
+        assert!(longest <= MAX, "a {longest}-byte segment");
+    }
+}
+
+/// A valid input for [`offload`]: an IPv4 TCP super-frame of `payload`
+/// bytes with its header, for mutation (the fuzz target's seeds and the
+/// property test's starting points).
+pub fn offload_seed(payload: usize, gso_size: u16) -> Vec<u8> {
+    use crate::offload::{gso, VnetHdr, F_NEEDS_CSUM};
+    let h = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: gso::TCPV4,
+        hdr_len: 14 + 20 + 20,
+        gso_size,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut v = h.to_bytes().to_vec();
+    v.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0]);
+    let total = (40 + payload) as u16;
+    v.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
+    v.extend_from_slice(&[198, 19, 0, 1, 198, 19, 0, 2]);
+    v.extend_from_slice(&[
+        0x9c, 0x40, 0x13, 0x89, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 1, 0, 0, 0, 0, 0,
+    ]);
+    v.extend((0..payload).map(|i| i as u8));
+    v
+}
+
 #[cfg(test)]
 mod props {
     use proptest::collection::vec;
@@ -119,6 +185,29 @@ mod props {
         #[test]
         fn wire_view_is_consistent(data in vec(any::<u8>(), 0..80)) {
             super::wire(&data);
+        }
+
+        #[test]
+        fn offload_on_random_bytes(data in vec(any::<u8>(), 0..200)) {
+            super::offload(&data);
+        }
+
+        #[test]
+        fn offload_on_mutated_super_frames(
+            payload in 0usize..6000,
+            gso_size in 1u16..2000,
+            edits in vec((0usize..120, any::<u8>()), 0..4),
+            cut in any::<u16>(),
+        ) {
+            let mut d = super::offload_seed(payload, gso_size);
+            for (at, b) in edits {
+                if at < d.len() {
+                    d[at] = b;
+                }
+            }
+            let keep = d.len() - usize::from(cut) % 64.min(d.len());
+            d.truncate(keep);
+            super::offload(&d);
         }
 
         #[test]

@@ -13,6 +13,7 @@ pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod node;
+pub mod offload;
 pub mod stats;
 pub mod switch;
 pub mod tap;

@@ -314,7 +314,11 @@ impl Node {
             format_args!("port {id} attached: {} {name}", kind.as_str()),
         );
         let Link {
-            rx, tx, on_close, ..
+            rx,
+            tx,
+            on_close,
+            offload,
+            ..
         } = link;
         let reader = {
             let node = self.clone();
@@ -382,7 +386,7 @@ impl Node {
                 // The sink stays out here, so it survives a panic below and
                 // can still tell the peer (1011 for ws).
                 let mut tx = tx;
-                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, &mut tx, &counters, &broken))
+                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, &mut tx, &counters, &broken, offload))
                     .catch_unwind()
                     .await;
                 if let Err(p) = w {
@@ -519,8 +523,45 @@ impl Node {
         }
     }
 
-    /// The per-frame ingress path: validate, filter, switch, enqueue.
+    /// The per-frame ingress path: validate, filter, switch, enqueue. A
+    /// super-frame (offload metadata) is switched whole, unless ingress
+    /// filters must see it: then it is finished in software first (filters
+    /// see frames of at most max frame, spec/filter-abi.md).
     fn ingress(
+        &self,
+        ctx: &FilterContext,
+        frame: Frame,
+        counters: &PortCounters,
+        storm: &mut StormBucket,
+    ) {
+        if let Some(vnet) = frame.meta.vnet {
+            use crate::offload::{check, Unfit};
+            let max = self.inner.cfg.max_frame;
+            match check(frame.as_ref(), &vnet, max) {
+                Ok(()) => {}
+                Err(Unfit::Oversize(n)) => {
+                    let detail = format_args!("{n} bytes > max {max} (offloaded frame)");
+                    return self.count_drop(ctx.port, counters, DropReason::Oversize, &detail);
+                }
+                Err(Unfit::Bad(e)) => {
+                    return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
+                }
+            }
+            if !self.inner.ingress.is_empty() {
+                let mut segments = Vec::new();
+                if let Err(e) = crate::offload::finish(frame, &vnet, |f| segments.push(f)) {
+                    return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
+                }
+                for f in segments {
+                    self.ingress_one(ctx, f, counters, storm);
+                }
+                return;
+            }
+        }
+        self.ingress_one(ctx, frame, counters, storm)
+    }
+
+    fn ingress_one(
         &self,
         ctx: &FilterContext,
         mut frame: Frame,
@@ -528,7 +569,7 @@ impl Node {
         storm: &mut StormBucket,
     ) {
         let len = frame.len();
-        if len > self.inner.cfg.max_frame {
+        if len > self.inner.cfg.max_frame && frame.meta.vnet.is_none() {
             let max = self.inner.cfg.max_frame;
             let detail = format_args!("{len} bytes > max {max}");
             return self.count_drop(ctx.port, counters, DropReason::Oversize, &detail);
@@ -658,6 +699,7 @@ impl Node {
         tx: &mut FrameSink,
         counters: &PortCounters,
         broken: &AtomicBool,
+        offload: bool,
     ) {
         let ctx = FilterContext {
             direction: Direction::Egress,
@@ -668,8 +710,9 @@ impl Node {
             queue: Box::pin(queue),
             bound,
             tx: &mut *tx,
-            held: None,
+            held: std::collections::VecDeque::new(),
             closed: false,
+            offload,
             batch: self.inner.cfg.queue_len.max(1),
             egress: &*self.inner.egress,
             ctx,
@@ -807,14 +850,42 @@ struct Pump<'a> {
     queue: Pin<Box<async_channel::Receiver<Frame>>>,
     bound: Arc<QueueBound>,
     tx: &'a mut FrameSink,
-    /// A frame taken from the queue (and through the egress filters),
-    /// waiting for the sink to be ready.
-    held: Option<Frame>,
+    /// Frames taken from the queue (finished in software if need be, and
+    /// through the egress filters), waiting for the sink to be ready.
+    held: std::collections::VecDeque<Frame>,
     closed: bool,
+    /// The link takes offload metadata as it is.
+    offload: bool,
     batch: usize,
     egress: &'a dyn FilterChain,
     ctx: FilterContext,
     counters: &'a PortCounters,
+}
+
+impl Pump<'_> {
+    /// Readies one queued frame for the link: finished in software (a
+    /// checksum completed, a super-frame segmented) when the link cannot
+    /// take offload metadata or egress filters must see it, then filtered.
+    fn take(&mut self, frame: Frame) {
+        let needs_finish = frame.meta.vnet.is_some() && (!self.offload || !self.egress.is_empty());
+        if !needs_finish {
+            return self.filter_and_hold(frame);
+        }
+        let Some(vnet) = frame.meta.vnet else { return };
+        let mut segments = Vec::new();
+        match crate::offload::finish(frame, &vnet, |f| segments.push(f)) {
+            Ok(()) => segments.into_iter().for_each(|f| self.filter_and_hold(f)),
+            Err(_) => self.counters.count_drop(DropReason::BadOffload),
+        }
+    }
+
+    fn filter_and_hold(&mut self, mut frame: Frame) {
+        if self.egress.is_empty() || self.egress.filter(&self.ctx, &mut frame) == Verdict::Pass {
+            self.held.push_back(frame);
+        } else {
+            self.counters.count_drop(DropReason::EgressFilter);
+        }
+    }
 }
 
 impl Future for Pump<'_> {
@@ -824,22 +895,16 @@ impl Future for Pump<'_> {
         let this = self.get_mut();
         let mut budget = this.batch;
         while budget > 0 {
-            if this.held.is_none() {
+            if this.held.is_empty() {
                 if this.closed {
                     break;
                 }
                 match this.queue.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(mut frame)) => {
+                    Poll::Ready(Some(frame)) => {
                         this.bound.release(frame.len());
                         budget -= 1;
-                        if this.egress.is_empty()
-                            || this.egress.filter(&this.ctx, &mut frame) == Verdict::Pass
-                        {
-                            this.held = Some(frame);
-                        } else {
-                            this.counters.count_drop(DropReason::EgressFilter);
-                            continue;
-                        }
+                        this.take(frame);
+                        continue;
                     }
                     Poll::Ready(None) => {
                         this.closed = true;
@@ -850,7 +915,7 @@ impl Future for Pump<'_> {
             }
             match this.tx.as_mut().poll_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    if let Some(frame) = this.held.take() {
+                    if let Some(frame) = this.held.pop_front() {
                         let n = frame.len();
                         this.tx.as_mut().start_send(frame)?;
                         this.counters.tx(n);
@@ -864,7 +929,7 @@ impl Future for Pump<'_> {
         if let Poll::Ready(Err(e)) = this.tx.as_mut().poll_flush(cx) {
             return Poll::Ready(Err(e));
         }
-        if this.closed && this.held.is_none() {
+        if this.closed && this.held.is_empty() {
             // The close that follows flushes whatever is still buffered.
             return Poll::Ready(Ok(()));
         }

@@ -31,10 +31,13 @@ pub enum DropReason {
     /// Broadcast, multicast or unknown-unicast flood beyond the port's
     /// storm limit (`--storm-limit`).
     Storm,
+    /// A super-frame or partial checksum that could not be finished in
+    /// software (bad offload header or headers).
+    BadOffload,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::NotAFrame,
@@ -43,6 +46,7 @@ impl DropReason {
         DropReason::EgressFilter,
         DropReason::VlanNotAllowed,
         DropReason::Storm,
+        DropReason::BadOffload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl DropReason {
             DropReason::EgressFilter => "egress_filter",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Storm => "storm",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 

@@ -102,6 +102,11 @@ pub struct Link {
     /// Told why, just before the node ends the link for a reason of its own
     /// (a transport may tell the peer: WebSocket close codes). Optional.
     pub on_close: Option<CloseHook>,
+    /// The link carries offload metadata (`FrameMeta::vnet`): it takes
+    /// super-frames and partial checksums as they are. When false, the
+    /// node completes checksums and segments super-frames in software
+    /// before `tx` sees them.
+    pub offload: bool,
 }
 
 impl Link {
@@ -112,6 +117,7 @@ impl Link {
             tx,
             peer,
             on_close: None,
+            offload: false,
         }
     }
 }

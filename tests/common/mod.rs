@@ -483,9 +483,22 @@ pub fn tcp_transfer(
     to_addr: &'static str,
     total: usize,
 ) -> (usize, bool) {
+    let addr: std::net::SocketAddr = to_addr.parse().expect("a numeric address");
+    tcp_transfer_via(from, to, addr, addr, total)
+}
+
+/// [`tcp_transfer`] with distinct listen and connect addresses: an IPv6
+/// link-local address has a scope id per namespace.
+pub fn tcp_transfer_via(
+    from: &Netns,
+    to: &Netns,
+    listen: std::net::SocketAddr,
+    to_addr: std::net::SocketAddr,
+    total: usize,
+) -> (usize, bool) {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
-    let listener = to.enter(move || std::net::TcpListener::bind(to_addr).unwrap());
+    let listener = to.enter(move || std::net::TcpListener::bind(listen).unwrap());
     let receiver = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();

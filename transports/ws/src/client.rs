@@ -121,6 +121,7 @@ async fn upgrade<S: IntoHalves>(
         target: &target,
         key: &key,
         headers: &headers,
+        vnet: cfg.offload,
     };
     stream
         .write_all(&req.to_http())
@@ -144,8 +145,8 @@ async fn upgrade<S: IntoHalves>(
             )))
         }
     };
-    match handshake::parse_response(&head, &key) {
-        Ok(_protocol) => {}
+    let vnet = match handshake::parse_response(&head, &key, cfg.offload) {
+        Ok(protocol) => protocol.as_deref() == Some(handshake::SUBPROTOCOL_VNET),
         Err(ResponseError::Status(401, reason)) => {
             let why = if cfg.client.credentials.is_some() {
                 "wrong user or password"
@@ -162,7 +163,7 @@ async fn upgrade<S: IntoHalves>(
         Err(ResponseError::Invalid(why)) => {
             return Err(TransportError::Handshake(format!("{peer_name}: {why}")))
         }
-    }
+    };
     let (read, write) = stream.into_halves();
     Ok(link::make_link(
         read,
@@ -173,6 +174,7 @@ async fn upgrade<S: IntoHalves>(
             max_frame: cfg.max_frame,
             hard_limit: cfg.hard_limit(),
             keepalive: cfg.keepalive,
+            vnet,
             guard: None,
         },
         PeerInfo {

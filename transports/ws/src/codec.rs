@@ -448,7 +448,13 @@ pub fn unmask(data: &mut [u8], mask: Option<[u8; 4]>, offset: usize) {
 /// Appends a whole frame (header and payload, masked when `mask` is set)
 /// to `out`.
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) {
-    let len = payload.len();
+    encode_parts(out, opcode, &[payload], mask)
+}
+
+/// [`encode`] with a payload given in parts (e.g. an offload header and
+/// the frame), written without joining them first.
+pub fn encode_parts(out: &mut Vec<u8>, opcode: u8, parts: &[&[u8]], mask: Option<[u8; 4]>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     out.reserve(MAX_HEADER + len);
     out.push(0x80 | opcode);
     let mbit = if mask.is_some() { 0x80 } else { 0 };
@@ -465,7 +471,9 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4
         out.extend_from_slice(&m);
     }
     let start = out.len();
-    out.extend_from_slice(payload);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     unmask(&mut out[start..], mask, 0);
 }
 

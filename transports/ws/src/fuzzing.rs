@@ -19,12 +19,12 @@ use crate::{handshake, link_over, WsConfig};
 /// they accept gets an answer they accept.
 pub fn handshake(data: &[u8]) {
     if let Ok(req) = handshake::parse_request(data, "/") {
-        if let Ok(proto) = handshake::select_protocol(&req.protocols) {
+        if let Ok(proto) = handshake::select_protocol(&req.protocols, true) {
             let resp = handshake::switching_protocols(&req.key, proto);
-            assert!(handshake::parse_response(&resp, &req.key).is_ok());
+            assert!(handshake::parse_response(&resp, &req.key, true).is_ok());
         }
     }
-    let _ = handshake::parse_response(data, "dGhlIHNhbXBsZSBub25jZQ==");
+    let _ = handshake::parse_response(data, "dGhlIHNhbXBsZSBub25jZQ==", true);
     let _ = handshake::head_end(data);
 }
 

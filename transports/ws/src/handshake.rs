@@ -11,6 +11,10 @@ use sha1::{Digest, Sha1};
 
 /// The subprotocol etherws offers and selects (spec/protocol.md §2).
 pub const SUBPROTOCOL: &str = "etherws.v1";
+/// The same, with each binary message prefixed by the frame's 10-byte
+/// virtio-net header, so super-frames and partial checksums cross whole
+/// (spec/protocol.md §3).
+pub const SUBPROTOCOL_VNET: &str = "etherws.vnet.v1";
 
 /// Most bytes of a request or response head (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -236,9 +240,12 @@ pub fn parse_request(head: &[u8], path: &str) -> Result<UpgradeRequest, Refusal>
 
 /// Chooses the subprotocol: ours if offered, none if none was offered
 /// (raw-frame clients), a refusal if only others were.
-pub fn select_protocol(offered: &[String]) -> Result<Option<&'static str>, Refusal> {
+pub fn select_protocol(offered: &[String], vnet: bool) -> Result<Option<&'static str>, Refusal> {
     if offered.is_empty() {
         return Ok(None);
+    }
+    if vnet && offered.iter().any(|p| p == SUBPROTOCOL_VNET) {
+        return Ok(Some(SUBPROTOCOL_VNET));
     }
     if offered.iter().any(|p| p == SUBPROTOCOL) {
         return Ok(Some(SUBPROTOCOL));
@@ -277,17 +284,24 @@ pub struct ClientRequest<'a> {
     pub key: &'a str,
     /// Extra header lines (name, value), e.g. Authorization.
     pub headers: &'a [(String, String)],
+    /// Offer the offload subprotocol first.
+    pub vnet: bool,
 }
 
 impl ClientRequest<'_> {
     pub fn to_http(&self) -> Vec<u8> {
         let mut s = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\
+             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {}{SUBPROTOCOL}\r\n\
              User-Agent: etherws/{}\r\n",
             self.target,
             self.host,
             self.key,
+            if self.vnet {
+                format!("{SUBPROTOCOL_VNET}, ")
+            } else {
+                String::new()
+            },
             env!("CARGO_PKG_VERSION")
         );
         for (n, v) in self.headers {
@@ -317,7 +331,9 @@ impl fmt::Display for ResponseError {
 }
 
 /// Checks a complete response head; returns the selected subprotocol.
-pub fn parse_response(head: &[u8], key: &str) -> Result<Option<String>, ResponseError> {
+/// Checks a complete response head to a request that offered the offload
+/// subprotocol when `vnet`; returns the subprotocol the server selected.
+pub fn parse_response(head: &[u8], key: &str, vnet: bool) -> Result<Option<String>, ResponseError> {
     let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut hdrs);
     match resp.parse(head) {
@@ -365,8 +381,9 @@ pub fn parse_response(head: &[u8], key: &str) -> Result<Option<String>, Response
     match get("sec-websocket-protocol") {
         None => Ok(None),
         Some(p) if p == SUBPROTOCOL => Ok(Some(p)),
+        Some(p) if vnet && p == SUBPROTOCOL_VNET => Ok(Some(p)),
         Some(p) => Err(ResponseError::Invalid(format!(
-            "server selected subprotocol {p:?}, we offered {SUBPROTOCOL}"
+            "server selected subprotocol {p:?}, which we did not offer"
         ))),
     }
 }
@@ -394,15 +411,21 @@ mod tests {
         assert_eq!(r.key, "dGhlIHNhbXBsZSBub25jZQ==");
         assert_eq!(r.protocols, ["chat", "etherws.v1"]);
         assert_eq!(r.header("origin"), Some("http://example.com"));
-        assert_eq!(select_protocol(&r.protocols), Ok(Some(SUBPROTOCOL)));
-        assert_eq!(select_protocol(&[]), Ok(None));
-        assert_eq!(select_protocol(&["chat".into()]).unwrap_err().status, 400);
+        assert_eq!(select_protocol(&r.protocols, true), Ok(Some(SUBPROTOCOL)));
+        assert_eq!(select_protocol(&[], true), Ok(None));
+        assert_eq!(
+            select_protocol(&["chat".into()], true).unwrap_err().status,
+            400
+        );
+        let both = [SUBPROTOCOL_VNET.to_string(), SUBPROTOCOL.to_string()];
+        assert_eq!(select_protocol(&both, true), Ok(Some(SUBPROTOCOL_VNET)));
+        assert_eq!(select_protocol(&both, false), Ok(Some(SUBPROTOCOL)));
         let resp = switching_protocols(&r.key, Some(SUBPROTOCOL));
         assert_eq!(
-            parse_response(&resp, &r.key),
+            parse_response(&resp, &r.key, false),
             Ok(Some(SUBPROTOCOL.to_string()))
         );
-        assert!(parse_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==").is_err());
+        assert!(parse_response(&resp, "AAAAAAAAAAAAAAAAAAAAAA==", false).is_err());
     }
 
     #[test]
@@ -458,6 +481,7 @@ mod tests {
             target: "/chat?x=1",
             key: &key,
             headers: &extra,
+            vnet: false,
         };
         let r = parse_request(&req.to_http(), "/chat").unwrap();
         assert_eq!(r.protocols, [SUBPROTOCOL]);
@@ -465,7 +489,7 @@ mod tests {
         assert!(r.header("user-agent").unwrap().starts_with("etherws/"));
         let non101 = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
-            parse_response(non101, &key),
+            parse_response(non101, &key, false),
             Err(ResponseError::Status(401, "Unauthorized".into()))
         );
     }

@@ -134,6 +134,9 @@ pub struct WsConfig {
     pub handshake_timeout: Duration,
     /// `None`: no Pings, no dead-peer detection.
     pub keepalive: Option<Keepalive>,
+    /// Offer (client) or accept (server) the offload subprotocol, which
+    /// carries super-frames and partial checksums whole.
+    pub offload: bool,
     pub client: ClientConfig,
     pub server: ServerConfig,
 }
@@ -144,6 +147,7 @@ impl Default for WsConfig {
             max_frame: 1500 + etherws_core::wire::MAX_OVERHEAD,
             handshake_timeout: Duration::from_secs(10),
             keepalive: Some(DEFAULT_KEEPALIVE),
+            offload: true,
             client: ClientConfig::default(),
             server: ServerConfig::default(),
         }
@@ -357,6 +361,7 @@ where
             max_frame: cfg.max_frame,
             hard_limit: cfg.hard_limit(),
             keepalive: cfg.keepalive,
+            vnet: false,
             guard: None,
         },
         peer,

@@ -28,6 +28,16 @@ use futures::{FutureExt, Sink, Stream};
 use smol::Timer;
 
 use crate::codec::{self, close, op, Decoder, Event, Role};
+use etherws_core::offload::{VnetHdr, VNET_HDR_LEN};
+
+/// A message of the offload subprotocol: the virtio-net header, then the
+/// frame. A message too short for it, or with a header we cannot honour, is
+/// dropped and counted (not a frame), the link stays up.
+fn vnet_frame(b: bytes::Bytes) -> Result<Frame, LinkError> {
+    let h = VnetHdr::parse(&b).map_err(|_| LinkError::NotAFrame("bad offload header"))?;
+    let data = b.slice(VNET_HDR_LEN..);
+    Ok(Frame::with_vnet(data, (!h.is_plain()).then_some(h)))
+}
 
 /// Bytes read from the socket at a time. The decoder streams payloads, so
 /// this bounds nothing about frame sizes; it is the per-link read buffer.
@@ -63,6 +73,9 @@ pub(crate) struct LinkParams {
     pub max_frame: usize,
     pub hard_limit: usize,
     pub keepalive: Option<Keepalive>,
+    /// Every message carries the frame's virtio-net header first (the
+    /// offload subprotocol was negotiated).
+    pub vnet: bool,
     /// Kept as long as the link lives (e.g. the server's client count).
     pub guard: Option<Box<dyn Send + Sync>>,
 }
@@ -168,9 +181,15 @@ where
             buf,
             start: 0,
             end,
-            dec: Decoder::new(p.role, p.max_frame, p.hard_limit),
+            dec: if p.vnet {
+                let max = etherws_core::offload::MAX_SUPER + VNET_HDR_LEN;
+                Decoder::new(p.role, max, p.hard_limit.max(max))
+            } else {
+                Decoder::new(p.role, p.max_frame, p.hard_limit)
+            },
             shared: shared.clone(),
             done: false,
+            vnet: p.vnet,
         }),
         tx: Box::pin(WsTx {
             io: write,
@@ -183,8 +202,10 @@ where
             pings: 0,
             pong_end: 0,
             ping_end: 0,
+            vnet: p.vnet,
         }),
         peer,
+        offload: p.vnet,
     };
     (link, handle)
 }
@@ -197,6 +218,7 @@ struct WsRx<R> {
     dec: Decoder,
     shared: Arc<Shared>,
     done: bool,
+    vnet: bool,
 }
 
 impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
@@ -231,6 +253,9 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
                         match ev {
                             // The rest is a partial header: read more.
                             None => {}
+                            Some(Event::Binary(b)) if this.vnet => {
+                                return Poll::Ready(Some(vnet_frame(b)))
+                            }
                             Some(Event::Binary(b)) => return Poll::Ready(Some(Ok(Frame::new(b)))),
                             Some(Event::Oversize(n)) => {
                                 return Poll::Ready(Some(Err(LinkError::Oversize(n))))
@@ -326,6 +351,8 @@ struct WsTx<W> {
     /// until the previous one was written (`wpos` went past it).
     pong_end: usize,
     ping_end: usize,
+    /// Each message starts with the frame's virtio-net header.
+    vnet: bool,
 }
 
 impl<W: AsyncWrite + Unpin> WsTx<W> {
@@ -457,7 +484,12 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
             return Err(LinkError::Closed);
         }
         let mask = this.mask();
-        codec::encode(&mut this.wbuf, op::BINARY, frame.as_ref(), mask);
+        if this.vnet {
+            let h = frame.meta.vnet.unwrap_or_default().to_bytes();
+            codec::encode_parts(&mut this.wbuf, op::BINARY, &[&h, frame.as_ref()], mask);
+        } else {
+            codec::encode(&mut this.wbuf, op::BINARY, frame.as_ref(), mask);
+        }
         Ok(())
     }
 
@@ -556,6 +588,7 @@ mod tests {
             max_frame: 1522,
             hard_limit: 70_000,
             keepalive: None,
+            vnet: false,
             guard: None,
         };
         let peer = PeerInfo {
@@ -595,5 +628,85 @@ mod tests {
             }
         }
         assert_eq!(pongs, 1);
+    }
+
+    /// With the offload subprotocol, each message is the virtio-net header
+    /// and the frame: received headers become the frame's metadata, a bad
+    /// one drops that message only, and sent frames carry theirs (zeroes
+    /// when they have none).
+    #[test]
+    fn vnet_messages_carry_the_header_both_ways() {
+        use etherws_core::offload::{gso, VnetHdr, F_NEEDS_CSUM};
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: gso::TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let frame = vec![7u8; 3000];
+        let mut input = Vec::new();
+        let m = Some([1, 2, 3, 4]);
+        codec::encode_parts(&mut input, op::BINARY, &[&h.to_bytes(), &frame], m);
+        codec::encode(&mut input, op::BINARY, &[0u8; 5], m); // too short
+        codec::encode_parts(&mut input, op::BINARY, &[&[0u8; 10], &frame[..60]], m);
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let gate = Gate {
+            open: Arc::new(AtomicBool::new(true)),
+            taken: taken.clone(),
+        };
+        let params = LinkParams {
+            role: Role::Server,
+            leftover: Vec::new(),
+            max_frame: 1522,
+            hard_limit: 70_000,
+            keepalive: None,
+            vnet: true,
+            guard: None,
+        };
+        let peer = PeerInfo {
+            scheme: "ws",
+            remote: "test".into(),
+        };
+        let (mut link, _) = make_link(futures::io::Cursor::new(input), gate, params, peer);
+        assert!(link.offload);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut next = || match link.rx.as_mut().poll_next(&mut cx) {
+            Poll::Ready(Some(r)) => r,
+            other => panic!("no message: {other:?}"),
+        };
+        let super_frame = next().unwrap();
+        assert_eq!(super_frame.as_ref(), &frame[..]);
+        assert_eq!(super_frame.meta.vnet, Some(h));
+        assert!(matches!(next(), Err(LinkError::NotAFrame(_))));
+        let plain = next().unwrap();
+        assert_eq!((plain.len(), plain.meta.vnet), (60, None));
+        // Sending: the header goes first.
+        let out = Frame::with_vnet(frame.clone(), Some(h));
+        assert!(link.tx.as_mut().poll_ready(&mut cx).is_ready());
+        link.tx.as_mut().start_send(out).unwrap();
+        link.tx
+            .as_mut()
+            .start_send(Frame::new(vec![9u8; 60]))
+            .unwrap();
+        assert!(link.tx.as_mut().poll_flush(&mut cx).is_ready());
+        let bytes = taken.lock().unwrap().clone();
+        let mut dec = Decoder::new(Role::Client, 70_000, 70_000);
+        let mut msgs = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (n, ev) = dec.decode(&bytes[at..]).unwrap();
+            at += n;
+            if let Some(Event::Binary(b)) = ev {
+                msgs.push(b);
+            }
+        }
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(VnetHdr::parse(&msgs[0]).unwrap(), h);
+        assert_eq!(&msgs[0][10..], &frame[..]);
+        assert_eq!(&msgs[1][..10], &[0u8; 10]);
+        assert_eq!(&msgs[1][10..], &[9u8; 60]);
     }
 }

@@ -317,6 +317,7 @@ async fn upgrade<S: IntoHalves>(
             max_frame: cfg.max_frame,
             hard_limit: cfg.hard_limit(),
             keepalive: cfg.keepalive,
+            vnet: protocol == Some(handshake::SUBPROTOCOL_VNET),
             guard: Some(Box::new(slot)),
         },
         PeerInfo {
@@ -393,7 +394,7 @@ async fn admit(
             creds.map(|(u, _)| u)
         }
     };
-    let protocol = handshake::select_protocol(&req.protocols)?;
+    let protocol = handshake::select_protocol(&req.protocols, shared.cfg.offload)?;
     let slot = shared.admit(ip)?;
     Ok((protocol, user, slot))
 }

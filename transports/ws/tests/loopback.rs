@@ -95,8 +95,11 @@ fn our_client_talks_to_a_tungstenite_server() {
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let cb = |req: &tungstenite::handshake::server::Request,
                   mut resp: tungstenite::handshake::server::Response| {
+            // Offloads are on by default, so the client offers the vnet
+            // subprotocol first; this server, like any peer without the
+            // capability, picks plain frames.
             let offered = req.headers().get("sec-websocket-protocol").unwrap();
-            assert_eq!(offered, "etherws.v1");
+            assert_eq!(offered, "etherws.vnet.v1, etherws.v1");
             assert!(req
                 .headers()
                 .get("user-agent")
@@ -140,6 +143,7 @@ fn our_client_talks_to_a_tungstenite_server() {
         };
         let reg = Registry::new().with(Ws::new(cfg));
         let mut link = reg.connect(&url).await.unwrap();
+        assert!(!link.offload, "the server chose plain frames");
         for len in [14usize, 1522, 200] {
             let f = eth([2, 0, 0, 0, 0, 1], 2, len);
             link.tx.send(Frame::new(f.clone())).await.unwrap();

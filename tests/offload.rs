@@ -1,0 +1,401 @@
+//! End-to-end: TAP offloads (super-frames) and peers without them. An
+//! offloading node must interoperate with an etherws started with
+//! `--no-offload` and with a raw-frame client (Python `websockets`), and
+//! its software segmentation must match the kernel's own. Namespaces,
+//! 198.18.0.0/15 only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const UP: Duration = Duration::from_secs(30);
+
+fn both_ways(h: &TwoHosts, tag: &str) {
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "{tag}: client -> server ping:\n{}",
+        h.server.log()
+    );
+    assert!(
+        h.srv.ping_until("198.19.0.2", UP),
+        "{tag}: server -> client ping"
+    );
+    let (n, ok) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5010", 20 << 20);
+    assert!(ok, "{tag}: client -> server 20 MB: {n} bytes or corrupt");
+    let (n, ok) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5011", 20 << 20);
+    assert!(ok, "{tag}: server -> client 20 MB: {n} bytes or corrupt");
+}
+
+#[test]
+fn an_offloading_server_and_a_client_without_offloads() {
+    if !root_or_skip("offload_server") {
+        return;
+    }
+    let h = two_hosts("ofs", &[]);
+    let c = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            WS_URL,
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.2/24",
+            "--no-offload",
+        ],
+    );
+    both_ways(&h, "server offloads, client does not");
+    // The server cut its super-frames for the client: no bad offload drops.
+    let report = h.server.report();
+    assert!(!report.contains("drop_bad_offload"), "{report}");
+    drop(c);
+}
+
+#[test]
+fn a_server_without_offloads_and_an_offloading_client() {
+    if !root_or_skip("offload_client") {
+        return;
+    }
+    let h = two_hosts("ofc", &["--no-offload"]);
+    let _c = start_client(&h.cli, WS_URL, 2);
+    both_ways(&h, "client offloads, server does not");
+}
+
+#[test]
+fn two_offloading_nodes_carry_super_frames_whole() {
+    if !root_or_skip("offload_both") {
+        return;
+    }
+    let h = two_hosts("ofb", &[]);
+    let c = start_client(&h.cli, WS_URL, 2);
+    both_ways(&h, "both offload");
+    // Super-frames crossed whole: far fewer frames than 1448-byte segments
+    // would need for 40 MB.
+    let report = c.report();
+    let line = port_line(&report, "ws://").unwrap();
+    let tx: u64 = line
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("tx_frames="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        tx < 20 * 1024 * 1024 / 1448 / 2,
+        "{tx} frames for 20 MB: no super-frames?\n{report}"
+    );
+}
+
+/// A raw-frame client (Python `websockets`, from Debian's
+/// python3-websockets) asks the server's TAP for its MAC (ARP) and pings
+/// it (ICMP echo), frames built by hand. It offers no subprotocol, so it
+/// must get plain, complete frames from an offloading server.
+const PY_CLIENT: &str = r#"
+import asyncio, struct, sys, websockets
+
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+
+async def main(url):
+    me = bytes.fromhex("020000000077")
+    my_ip, srv_ip = bytes([198, 19, 0, 77]), bytes([198, 19, 0, 1])
+    async with websockets.connect(url, max_size=None) as ws:
+        arp = b"\xff" * 6 + me + b"\x08\x06" + bytes.fromhex("0001080006040001") + me + my_ip + bytes(6) + srv_ip
+        await ws.send(arp.ljust(60, b"\0"))
+        srv_mac = None
+        while srv_mac is None:
+            f = await asyncio.wait_for(ws.recv(), 10)
+            if f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x02" and f[28:32] == srv_ip:
+                srv_mac = f[22:28]
+        payload = b"etherws-offload-interop" * 40
+        icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + payload
+        icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 7, 0, 64, 1, 0, my_ip, srv_ip)
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        await ws.send(srv_mac + me + b"\x08\x00" + ip + icmp)
+        while True:
+            f = await asyncio.wait_for(ws.recv(), 10)
+            if f[12:14] != b"\x08\x00" or f[23] != 1 or f[34] != 0:
+                continue
+            ihl = (f[14] & 15) * 4
+            assert csum(f[14:14 + ihl]) == 0, "IPv4 header checksum"
+            assert csum(f[14 + ihl:]) == 0, "ICMP checksum: the frame was not finished"
+            assert f[14 + ihl + 8:] == payload, "payload"
+            print("echo reply ok", len(f))
+            return
+
+asyncio.run(main(sys.argv[1]))
+"#;
+
+#[test]
+fn a_python_websockets_client_gets_plain_frames_from_an_offloading_server() {
+    if !root_or_skip("offload_python") {
+        return;
+    }
+    let h = two_hosts("ofp", &[]);
+    let script = scratch(&format!("{}.py", unique("pyclient")));
+    std::fs::write(&script, PY_CLIENT).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &h.cli.name, "/usr/bin/python3"])
+        .arg(&script)
+        .arg(WS_URL)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("echo reply ok"),
+        "python client failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        h.server.log()
+    );
+}
+
+mod kernel_gso {
+    //! The kernel's own segmentation as the reference for ours.
+
+    use std::net::Ipv4Addr;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use etherws_core::offload::{self, VnetHdr};
+    use etherws_core::tap::{MacPolicy, Tap, TapConfig};
+    use etherws_core::{Frame, Link};
+    use futures::{SinkExt, StreamExt};
+
+    use super::common::*;
+
+    fn tap(ns: &Netns, name: &'static str, address: Option<(Ipv4Addr, u8)>, offload: bool) -> Link {
+        ns.enter(move || {
+            Tap::create(&TapConfig {
+                name: name.into(),
+                mtu: 1500,
+                address,
+                // Distinct MACs: both ends are "gso0", and equal
+                // link-local addresses would fail duplicate detection.
+                mac: MacPolicy::Random,
+                offload,
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .into_link()
+        })
+    }
+
+    /// Keeps up to 40 super-frames and 20 frames that only need their
+    /// checksum completed.
+    fn keep(seen: &Mutex<Vec<(Vec<u8>, VnetHdr)>>, f: &Frame, h: VnetHdr) {
+        let mut s = seen.lock().unwrap();
+        let n = s.iter().filter(|(_, k)| k.is_gso() == h.is_gso()).count();
+        if n < if h.is_gso() { 40 } else { 20 } {
+            s.push((f.as_ref().to_vec(), h));
+        }
+    }
+
+    /// TCP from `a` to `b` (IPv4 198.19.9.0/24, or IPv6 link-local)
+    /// across two offloading TAPs joined by a relay of ours; returns the
+    /// super-frames the sending TAP handed over.
+    fn capture(tag: &str, v6: bool) -> Vec<(Vec<u8>, VnetHdr)> {
+        let base = unique(tag);
+        let a = Netns::new(format!("{base}-a"));
+        let b = Netns::new(format!("{base}-b"));
+        let la = tap(&a, "gso0", Some((Ipv4Addr::new(198, 19, 9, 1), 24)), true);
+        let lb = tap(&b, "gso0", Some((Ipv4Addr::new(198, 19, 9, 2), 24)), true);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let relay = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                smol::block_on(async move {
+                    let (mut arx, mut atx, mut brx, mut btx) = (la.rx, la.tx, lb.rx, lb.tx);
+                    let fwd_ab = async {
+                        while let Some(Ok(f)) = arx.next().await {
+                            if let Some(h) = f.meta.vnet.filter(|h| !h.is_plain()) {
+                                keep(&seen, &f, h);
+                            }
+                            if btx.send(f).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let fwd_ba = async {
+                        while let Some(Ok(f)) = brx.next().await {
+                            // The receiver's ACKs: checksum offload only.
+                            if let Some(h) = f.meta.vnet.filter(|h| !h.is_plain()) {
+                                keep(&seen, &f, h);
+                            }
+                            if atx.send(f).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let done = async {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            smol::Timer::after(Duration::from_millis(20)).await;
+                        }
+                    };
+                    futures::future::select(
+                        Box::pin(done),
+                        Box::pin(futures::future::join(fwd_ab, fwd_ba)),
+                    )
+                    .await;
+                });
+            })
+        };
+        let (listen, to) = if v6 {
+            let _ = link_local(&a, "gso0"); // the source must be usable too
+            let ll: std::net::Ipv6Addr = link_local(&b, "gso0").parse().unwrap();
+            let scope = |ns: &Netns| -> u32 {
+                let out = ns.ip(&["-o", "link", "show", "dev", "gso0"]);
+                out.split(':').next().unwrap().trim().parse().unwrap()
+            };
+            let at = |s| std::net::SocketAddr::V6(std::net::SocketAddrV6::new(ll, 5020, 0, s));
+            (at(scope(&b)), at(scope(&a)))
+        } else {
+            let v4 = "198.19.9.2:5020".parse().unwrap();
+            (v4, v4)
+        };
+        let (_n, ok) = tcp_transfer_via(&a, &b, listen, to, 4 << 20);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        relay.join().unwrap();
+        assert!(ok, "the transfer across the relay failed");
+        let s = seen.lock().unwrap().clone();
+        s
+    }
+
+    fn link_local(ns: &Netns, dev: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The long form says "tentative" until duplicate address
+            // detection is done; the address cannot be bound before.
+            let out = ns.ip(&["-6", "addr", "show", "dev", dev]);
+            if let Some(a) = out.split_whitespace().find(|w| w.starts_with("fe80:")) {
+                if !out.contains("tentative") {
+                    return a.split('/').next().unwrap().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no link-local address on {dev}: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Inserts an 802.1Q tag (VLAN 10) after the MACs, shifting the offsets.
+    fn tagged(f: &[u8], h: &VnetHdr) -> (Vec<u8>, VnetHdr) {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        t.extend_from_slice(&f[12..]);
+        let mut h = *h;
+        h.hdr_len += 4;
+        h.csum_start += 4;
+        (t, h)
+    }
+
+    /// Writes each super-frame into a TAP bridged with a TAP that has no
+    /// offloads: the kernel segments on the way out. Returns, per frame,
+    /// the segments it produced.
+    fn kernel_segments(tag: &str, frames: &[(Vec<u8>, VnetHdr)]) -> Vec<Vec<Vec<u8>>> {
+        let ns = Netns::new(unique(tag));
+        let mut c = tap(&ns, "kin0", None, true);
+        let mut d = tap(&ns, "kout0", None, false);
+        ns.ip(&["link", "add", "br0", "type", "bridge"]);
+        for dev in ["kin0", "kout0"] {
+            ns.ip(&["link", "set", dev, "master", "br0"]);
+        }
+        // Frames of both directions go in at kin0: without learning, the
+        // bridge floods them all to kout0.
+        ns.ip(&[
+            "link",
+            "set",
+            "kin0",
+            "type",
+            "bridge_slave",
+            "learning",
+            "off",
+        ]);
+        ns.ip(&["link", "set", "br0", "up"]);
+        // No IPv6 chatter of the bridge's own on the ports.
+        let _ = ns.ip(&["link", "set", "br0", "addrgenmode", "none"]);
+        let mut all = Vec::new();
+        smol::block_on(async {
+            for (f, h) in frames {
+                c.tx.send(Frame::with_vnet(f.clone(), Some(*h)))
+                    .await
+                    .unwrap();
+                let want = if h.is_gso() {
+                    (f.len() - usize::from(h.hdr_len)).div_ceil(usize::from(h.gso_size))
+                } else {
+                    1
+                };
+                let mut got = Vec::new();
+                while got.len() < want {
+                    let next = futures::future::select(
+                        d.rx.next(),
+                        Box::pin(smol::Timer::after(Duration::from_secs(5))),
+                    )
+                    .await;
+                    match next {
+                        futures::future::Either::Left((Some(Ok(seg)), _)) => {
+                            // Only the segments of this super-frame (same
+                            // L3/L4 header start).
+                            let ours = seg.as_ref()[..12] == f[..12]
+                                && if h.is_gso() {
+                                    seg.len() > usize::from(h.hdr_len)
+                                } else {
+                                    seg.len() == f.len()
+                                };
+                            if ours {
+                                got.push(seg.as_ref().to_vec());
+                            }
+                        }
+                        _ => panic!("the kernel gave {} of {want} segments", got.len()),
+                    }
+                }
+                all.push(got);
+            }
+        });
+        all
+    }
+
+    fn compare(tag: &str, frames: Vec<(Vec<u8>, VnetHdr)>) {
+        assert!(!frames.is_empty(), "{tag}: no super-frame captured");
+        let kernel = kernel_segments("kseg", &frames);
+        for ((f, h), theirs) in frames.iter().zip(&kernel) {
+            let mut ours = Vec::new();
+            offload::finish(Frame::new(f.clone()), h, |s| ours.push(s.as_ref().to_vec())).unwrap();
+            assert_eq!(ours.len(), theirs.len(), "{tag}: segment count");
+            for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
+                assert_eq!(
+                    o,
+                    t,
+                    "{tag}: segment {i} of a {}-byte super-frame differs",
+                    f.len()
+                );
+            }
+        }
+        let gso = frames.iter().filter(|(_, h)| h.is_gso()).count();
+        eprintln!(
+            "{tag}: {gso} super-frames segmented and {} checksums completed exactly as the kernel does",
+            frames.len() - gso
+        );
+    }
+
+    #[test]
+    fn software_segmentation_matches_the_kernels() {
+        if !root_or_skip("kernel_gso") {
+            return;
+        }
+        let v4 = capture("g4", false);
+        let v6 = capture("g6", true);
+        let v4_tagged: Vec<_> = v4.iter().take(10).map(|(f, h)| tagged(f, h)).collect();
+        let v6_tagged: Vec<_> = v6.iter().take(10).map(|(f, h)| tagged(f, h)).collect();
+        compare("TCP/IPv4", v4);
+        compare("TCP/IPv6", v6);
+        compare("TCP/IPv4 in VLAN 10", v4_tagged);
+        compare("TCP/IPv6 in VLAN 10", v6_tagged);
+    }
+}
