@@ -33,13 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BIN = os.path.join(ROOT, "target", "release", "etherws")
 
-PASS_WAT = """(module
-  (memory (export "memory") 2)
-  (func (export "etherws_abi_version") (result i32) i32.const 1)
-  (func (export "etherws_frame_buffer") (result i32) i32.const 1024)
-  (func (export "etherws_frame_capacity") (result i32) i32.const 65600)
-  (func (export "etherws_filter") (param i32 i32 i32 i32) (result i32) i32.const 0))
-"""
+# The library's pass filter (declares CAP_SUPER_FRAMES, like every filter
+# that only reads headers).
+PASS_WASM = os.path.join(ROOT, "filters", "library", "wasm", "pass.wasm")
 
 
 def sh(*cmd, check=True, capture=True, timeout=120):
@@ -196,10 +192,7 @@ class Harness:
         return self.etherws("wss")
 
     def sys_ws_filters(self):
-        wat = os.path.join(self.tmp, "pass.wat")
-        with open(wat, "w") as f:
-            f.write(PASS_WAT)
-        return self.etherws("ws", ["--filter", wat] * 3)
+        return self.etherws("ws", ["--filter", PASS_WASM] * 3)
 
     def sys_openvpn(self):
         key = os.path.join(self.tmp, "ovpn.key")

@@ -31,16 +31,21 @@ fn init_logging(cli: &Cli) {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
+    let threads = cli.threads.map(usize::from);
     match cli.command {
         Command::Server(args) => {
             let signals = runtime::signals()?;
             let ws = transport::for_server(&args)?;
-            runtime::run(move |ex| Box::new(Box::pin(server::run(ex, args, ws, signals))))
+            runtime::run(threads, move |ex| {
+                Box::new(Box::pin(server::run(ex, args, ws, signals)))
+            })
         }
         Command::Client(args) => {
             let signals = runtime::signals()?;
             let ws = transport::for_client(&args)?;
-            runtime::run(move |ex| Box::new(Box::pin(client::run(ex, args, ws, signals))))
+            runtime::run(threads, move |ex| {
+                Box::new(Box::pin(client::run(ex, args, ws, signals)))
+            })
         }
         Command::Demo(args) => demo::run(args),
         Command::Ping(args) => ping::run(args),

@@ -1,5 +1,5 @@
-//! The async runtime lives here, at the edge: a smol executor on a few
-//! threads, plus Unix signals delivered as an async channel.
+//! The async runtime lives here, at the edge: a smol executor on one or
+//! more threads, plus Unix signals delivered as an async channel.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,14 +22,14 @@ pub enum Signal {
 
 pub type Ex = Arc<Executor<'static>>;
 
-/// Runs `main` to completion on an executor served by one thread per core.
-pub fn run<T>(main: impl FnOnce(Ex) -> Box<dyn Future<Output = T> + Send + Unpin>) -> T {
+/// Runs `main` to completion on an executor served by `threads` threads
+/// (default one: see `--threads`).
+pub fn run<T>(
+    threads: Option<usize>,
+    main: impl FnOnce(Ex) -> Box<dyn Future<Output = T> + Send + Unpin>,
+) -> T {
     let ex: Ex = Arc::new(Executor::new());
-    let threads = std::env::var("ETHERWS_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let threads = threads.unwrap_or(1).max(1);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (1..threads)
         .map(|i| {

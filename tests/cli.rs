@@ -23,6 +23,9 @@ fn bad_flags_are_refused_with_a_clear_message() {
     let (code, err) = etherws(&["server", "--mtu", "40"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--mtu"), "{err}");
+    let (code, err) = etherws(&["server", "--threads", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--threads"), "{err}");
     let (code, err) = etherws(&["server", "--address", "198.18.0.1"]);
     assert_eq!(code, 2);
     assert!(err.contains("ADDRESS/PREFIX"), "{err}");

@@ -399,3 +399,80 @@ mod kernel_gso {
         compare("TCP/IPv6 in VLAN 10", v6_tagged);
     }
 }
+
+/// A filter that counts frames longer than max frame (1522) in a counter
+/// `super`; it declares `CAP_SUPER_FRAMES` when `caps` is 1.
+fn counting_filter(caps: u32) -> String {
+    let wat = format!(
+        r#"(module
+  (import "etherws" "counter_define" (func $define (param i32 i32) (result i32)))
+  (import "etherws" "counter_add" (func $add (param i32 i64)))
+  (memory (export "memory") 2)
+  (data (i32.const 0) "super")
+  (global $id (mut i32) (i32.const -1))
+  (func (export "etherws_abi_version") (result i32) i32.const 1)
+  (func (export "etherws_capabilities") (result i32) i32.const {caps})
+  (func (export "etherws_frame_buffer") (result i32) i32.const 1024)
+  (func (export "etherws_frame_capacity") (result i32) i32.const 66000)
+  (func (export "etherws_init") (param i32) (result i32)
+    (global.set $id (call $define (i32.const 0) (i32.const 5))) i32.const 0)
+  (func (export "etherws_filter") (param $len i32) (param i32 i32 i32) (result i32)
+    (if (i32.gt_u (local.get $len) (i32.const 1522))
+      (then (call $add (global.get $id) (i64.const 1))))
+    i32.const 0))"#
+    );
+    let p = scratch(&format!("count-super-{caps}.wat"));
+    std::fs::write(&p, wat).unwrap();
+    p.display().to_string()
+}
+
+/// `filter <dir> <name> counter super=N` of a report.
+fn super_count(report: &str, dir: &str) -> u64 {
+    report
+        .lines()
+        .find(|l| l.starts_with(&format!("filter {dir} ")) && l.contains("counter super="))
+        .and_then(|l| l.rsplit('=').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {dir} super counter in\n{report}"))
+}
+
+#[test]
+fn filters_that_declare_super_frames_see_them_whole_and_others_do_not() {
+    if !root_or_skip("offload_filters") {
+        return;
+    }
+    for caps in [1, 0] {
+        let f = counting_filter(caps);
+        let tag = if caps == 1 { "off1" } else { "off0" };
+        let h = two_hosts(tag, &["--filter", &f, "--egress-filter", &f]);
+        let c = h.cli.etherws(
+            "client",
+            &[
+                "client",
+                WS_URL,
+                "--tap",
+                "ethws0",
+                "--address",
+                "198.19.0.2/24",
+                "--filter",
+                &f,
+            ],
+        );
+        both_ways(&h, &format!("filters with caps={caps}"));
+        let (srv, cli) = (h.server.report(), c.report());
+        let counts = [
+            super_count(&srv, "ingress"),
+            super_count(&srv, "egress"),
+            super_count(&cli, "ingress"),
+        ];
+        if caps == 1 {
+            assert!(
+                counts.iter().all(|&n| n > 0),
+                "super-frames reach declaring filters whole: {counts:?}\n{srv}\n{cli}"
+            );
+            assert!(!srv.contains("drop_ingress_filter") && !srv.contains("drop_egress_filter"));
+        } else {
+            assert_eq!(counts, [0; 3], "others see wire frames only");
+        }
+    }
+}

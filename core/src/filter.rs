@@ -58,6 +58,14 @@ pub enum Verdict {
 pub trait FilterChain: Send + Sync {
     /// True when the chain has nothing to do; lets the hot path skip it.
     fn is_empty(&self) -> bool;
+    /// The largest frame with offload metadata (`FrameMeta::vnet`: a
+    /// super-frame or a partial checksum) the chain takes whole. Longer
+    /// ones, and all of them when this is 0 (the default), are finished in
+    /// software first, so the chain sees complete wire frames only
+    /// (spec/filter-abi.md section 3.1).
+    fn super_frames(&self) -> usize {
+        0
+    }
     fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict;
 }
 

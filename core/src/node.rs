@@ -547,7 +547,8 @@ impl Node {
                     return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
                 }
             }
-            if !self.inner.ingress.is_empty() {
+            let chain = &*self.inner.ingress;
+            if !chain.is_empty() && frame.len() > chain.super_frames() {
                 let mut segments = Vec::new();
                 if let Err(e) = crate::offload::finish(frame, &vnet, |f| segments.push(f)) {
                     return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
@@ -583,7 +584,16 @@ impl Node {
                 return;
             }
             // A filter may have rewritten it into something unswitchable.
-            if frame.len() < wire::HEADER_LEN || frame.len() > self.inner.cfg.max_frame {
+            if let Some(vnet) = frame.meta.vnet {
+                // Whole super-frame (the filter kept its length): its
+                // header must still describe it.
+                if let Err(e) =
+                    crate::offload::check(frame.as_ref(), &vnet, self.inner.cfg.max_frame)
+                {
+                    let detail = format_args!("after the ingress filters: {e}");
+                    return self.count_drop(ctx.port, counters, DropReason::IngressFilter, &detail);
+                }
+            } else if frame.len() < wire::HEADER_LEN || frame.len() > self.inner.cfg.max_frame {
                 counters.count_drop(DropReason::IngressFilter);
                 return;
             }
@@ -713,6 +723,7 @@ impl Node {
             held: std::collections::VecDeque::new(),
             closed: false,
             offload,
+            max_frame: self.inner.cfg.max_frame,
             batch: self.inner.cfg.queue_len.max(1),
             egress: &*self.inner.egress,
             ctx,
@@ -856,6 +867,7 @@ struct Pump<'a> {
     closed: bool,
     /// The link takes offload metadata as it is.
     offload: bool,
+    max_frame: usize,
     batch: usize,
     egress: &'a dyn FilterChain,
     ctx: FilterContext,
@@ -867,7 +879,9 @@ impl Pump<'_> {
     /// checksum completed, a super-frame segmented) when the link cannot
     /// take offload metadata or egress filters must see it, then filtered.
     fn take(&mut self, frame: Frame) {
-        let needs_finish = frame.meta.vnet.is_some() && (!self.offload || !self.egress.is_empty());
+        let needs_finish = frame.meta.vnet.is_some()
+            && (!self.offload
+                || (!self.egress.is_empty() && frame.len() > self.egress.super_frames()));
         if !needs_finish {
             return self.filter_and_hold(frame);
         }
@@ -880,11 +894,19 @@ impl Pump<'_> {
     }
 
     fn filter_and_hold(&mut self, mut frame: Frame) {
-        if self.egress.is_empty() || self.egress.filter(&self.ctx, &mut frame) == Verdict::Pass {
-            self.held.push_back(frame);
-        } else {
-            self.counters.count_drop(DropReason::EgressFilter);
+        if self.egress.is_empty() {
+            return self.held.push_back(frame);
         }
+        if self.egress.filter(&self.ctx, &mut frame) == Verdict::Drop {
+            return self.counters.count_drop(DropReason::EgressFilter);
+        }
+        // A super-frame a filter took whole must still fit its header.
+        if let Some(vnet) = frame.meta.vnet {
+            if crate::offload::check(frame.as_ref(), &vnet, self.max_frame).is_err() {
+                return self.counters.count_drop(DropReason::EgressFilter);
+            }
+        }
+        self.held.push_back(frame);
     }
 }
 

@@ -282,11 +282,13 @@ fn layout(f: &[u8], h: &VnetHdr) -> Result<Layout, OffloadError> {
 }
 
 /// Why a frame with offload metadata from a peer cannot be switched.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unfit {
     /// A frame (or one of its segments) longer than max frame.
+    #[error("{0} bytes > max frame (offloaded frame)")]
     Oversize(usize),
     /// Metadata that does not describe the frame.
+    #[error(transparent)]
     Bad(OffloadError),
 }
 

@@ -39,6 +39,12 @@ pub const LOG_TRACE: i32 = 4;
 /// Extra buffer room the host requires beyond its max frame (one VLAN tag).
 pub const CAPACITY_SLACK: i32 = 4;
 
+/// Capability bit of `etherws_capabilities`: the filter takes frames with
+/// offload metadata whole (super-frames up to its buffer capacity, partial
+/// checksums), and a rewrite of such a frame keeps its length
+/// (spec/filter-abi.md section 3.1).
+pub const CAP_SUPER_FRAMES: i32 = 1;
+
 /// Export and import names.
 pub mod names {
     pub const MEMORY: &str = "memory";
@@ -47,6 +53,7 @@ pub mod names {
     pub const FRAME_CAPACITY: &str = "etherws_frame_capacity";
     pub const FILTER: &str = "etherws_filter";
     pub const INIT: &str = "etherws_init";
+    pub const CAPABILITIES: &str = "etherws_capabilities";
     /// The import module of every host function.
     pub const IMPORT_MODULE: &str = "etherws";
     pub const LOG: &str = "log";

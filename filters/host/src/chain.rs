@@ -104,6 +104,16 @@ impl FilterChain for Chain {
         self.filters.load().is_empty()
     }
 
+    fn super_frames(&self) -> usize {
+        self.filters
+            .load()
+            .iter()
+            .filter(|f| !f.is_unloaded())
+            .map(|f| f.super_frames())
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
     fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict {
         let filters = self.filters.load();
         let mut t = TICK.with(|c| {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -224,6 +224,9 @@ pub struct Filter {
     stats: Arc<FilterStats>,
     consecutive_faults: AtomicU32,
     unloaded: AtomicBool,
+    /// Largest frame with offload metadata this filter takes whole: its
+    /// buffer capacity if it declares `CAP_SUPER_FRAMES`, else 0.
+    super_frames: AtomicUsize,
     fault_log: etherws_core::stats::LogLimiter,
 }
 
@@ -284,12 +287,10 @@ fn check_module(name: &str, module: &Module) -> Result<(), FilterError> {
         }
     }
     let all_i32 = |ts: &[ValType]| ts.iter().all(|t| matches!(t, ValType::I32));
-    for (export, nparams, expected) in
-        REQUIRED
-            .iter()
-            .copied()
-            .chain([(abi::names::INIT, 1, "(i32) -> i32")])
-    {
+    for (export, nparams, expected) in REQUIRED.iter().copied().chain([
+        (abi::names::INIT, 1, "(i32) -> i32"),
+        (abi::names::CAPABILITIES, 0, "() -> i32"),
+    ]) {
         let ty = match find(export) {
             Some(ExternType::Func(f)) => f,
             Some(other) => {
@@ -300,7 +301,7 @@ fn check_module(name: &str, module: &Module) -> Result<(), FilterError> {
                     found: format!("{other:?}"),
                 })
             }
-            None if export == abi::names::INIT => continue,
+            None if export == abi::names::INIT || export == abi::names::CAPABILITIES => continue,
             None => {
                 return Err(FilterError::MissingExport {
                     name: name.into(),
@@ -398,6 +399,7 @@ impl Filter {
             stats: Arc::new(FilterStats::default()),
             consecutive_faults: AtomicU32::new(0),
             unloaded: AtomicBool::new(false),
+            super_frames: AtomicUsize::new(0),
             fault_log: Default::default(),
             spec,
         };
@@ -432,6 +434,13 @@ impl Filter {
 
     pub fn stats(&self) -> &FilterStats {
         &self.stats
+    }
+
+    /// Largest frame with offload metadata (spec/protocol.md §3.1) this
+    /// filter takes whole; 0 when it did not declare `CAP_SUPER_FRAMES` and
+    /// such frames must be finished in software before it sees them.
+    pub fn super_frames(&self) -> usize {
+        self.super_frames.load(Relaxed)
     }
 
     pub fn is_unloaded(&self) -> bool {
@@ -529,6 +538,17 @@ impl Filter {
         }
         store.data_mut().buf_ptr = ptr;
         store.data_mut().buf_cap = cap;
+        // Optional capabilities; bits this host does not know are ignored.
+        let caps = match instance.get_typed_func::<(), i32>(&mut store, abi::names::CAPABILITIES) {
+            Ok(_) => get0(&mut store, abi::names::CAPABILITIES)?,
+            Err(_) => 0,
+        };
+        let whole = if caps & abi::CAP_SUPER_FRAMES != 0 {
+            cap
+        } else {
+            0
+        };
+        self.super_frames.store(whole, Relaxed);
         let filter = instance
             .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::names::FILTER)
             .map_err(|e| self.load_err(e))?;
@@ -686,9 +706,20 @@ impl Filter {
             self.stats.passed.fetch_add(1, Relaxed);
             return Ok(Outcome::Pass);
         }
+        if frame.meta.vnet.is_some() && verdict as usize != len {
+            // The offload header (checksum and segment offsets) describes
+            // the frame as it came: a rewrite may change bytes, not length.
+            return Err(CallError::Fault(format!(
+                "verdict {verdict}: a rewrite of a frame with offload metadata must keep its length {len}"
+            )));
+        }
         // A pass may grow the frame, but never beyond the node's max frame
         // plus one VLAN tag (nor beyond the buffer).
-        let limit = cap.min(self.max_frame + abi::CAPACITY_SLACK as usize);
+        let limit = if frame.meta.vnet.is_some() {
+            len
+        } else {
+            cap.min(self.max_frame + abi::CAPACITY_SLACK as usize)
+        };
         if verdict < abi::MIN_FRAME || verdict as usize > limit {
             return Err(CallError::Fault(format!(
                 "verdict {verdict} out of bounds (drop is -1, pass is 0 or {}..={limit})",

@@ -390,3 +390,72 @@ fn initial_memory_over_the_cap_is_refused_at_load() {
     assert!(e.contains("faulted while loading"), "{e}");
     assert!(load("bigmem-ok", &wat, ":memory_mb=32").is_ok());
 }
+
+/// A module declaring `caps` through `etherws_capabilities`.
+fn with_caps(caps: &str, body: &str) -> String {
+    module_with(
+        &format!(r#"(func (export "etherws_capabilities") (result i32) {caps})"#),
+        body,
+        "i32.const 1",
+    )
+}
+
+/// A frame as an offloading TAP hands it over: with a (checksum-only)
+/// virtio-net header.
+fn offloaded() -> Frame {
+    let hdr = etherws_core::offload::VnetHdr {
+        flags: 0,
+        ..Default::default()
+    };
+    Frame::with_vnet(frame().bytes().clone(), Some(hdr))
+}
+
+#[test]
+fn super_frames_only_for_filters_that_declare_them() {
+    let plain = load("nocap", &module("i32.const 0"), "").unwrap();
+    assert_eq!(plain.super_frames(), 0, "no export: finish first");
+    let cap = load("cap", &with_caps("i32.const 1", "i32.const 0"), "").unwrap();
+    assert_eq!(cap.super_frames(), 2048, "whole, up to the buffer");
+    let unknown = load("capx", &with_caps("i32.const 0x10", "i32.const 0"), "").unwrap();
+    assert_eq!(unknown.super_frames(), 0, "unknown bits are ignored");
+    // One filter without the capability makes the chain finish frames.
+    let host = Host::new().unwrap();
+    let specs = [
+        ("m1", module("i32.const 0")),
+        ("m2", with_caps("i32.const 1", "i32.const 0")),
+    ]
+    .iter()
+    .map(|(n, w)| FilterSpec::parse(&write(n, w).display().to_string()).unwrap())
+    .collect();
+    let mixed = Chain::load(&host, specs, MAX_FRAME, "ingress").unwrap();
+    assert_eq!(mixed.super_frames(), 0);
+    let e = err(load(
+        "capty",
+        &module_with(
+            r#"(func (export "etherws_capabilities") (param i32) (result i32) i32.const 1)"#,
+            "i32.const 0",
+            "i32.const 1",
+        ),
+        "",
+    ));
+    assert!(e.contains("etherws_capabilities"), "{e}");
+}
+
+#[test]
+fn a_super_frame_rewrite_keeps_its_length_or_faults() {
+    // Same length, byte 0 changed: a rewrite.
+    let same = "(i32.store8 (i32.const 1024) (i32.const 2)) local.get $len";
+    let c = load("samelen", &with_caps("i32.const 1", same), "").unwrap();
+    let mut f = offloaded();
+    assert_eq!(c.filter(&ctx(), &mut f), Verdict::Pass);
+    assert_eq!((f.len(), f.as_ref()[0]), (60, 2));
+    assert!(f.meta.vnet.is_some(), "the header stays with the frame");
+    // Grown by a tag: a fault (fail-closed drops), while the same
+    // verdict on a wire frame is a rewrite.
+    let grow = "(i32.add (local.get $len) (i32.const 4))";
+    let c = load("grow", &with_caps("i32.const 1", grow), "").unwrap();
+    assert_eq!(c.filter(&ctx(), &mut offloaded()), Verdict::Drop);
+    let fault = c.filters()[0].stats().last_fault().unwrap();
+    assert!(fault.contains("must keep its length"), "{fault}");
+    assert_eq!(c.filter(&ctx(), &mut frame()), Verdict::Pass);
+}

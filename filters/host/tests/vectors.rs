@@ -144,3 +144,25 @@ fn every_library_filter_meets_its_vectors() {
     }
     assert!(total >= 20, "only {total} cases");
 }
+
+/// Library filters that only read headers (or rewrite a MAC) take
+/// super-frames whole; those that count frames, change lengths or record
+/// wire frames do not (spec/filter-abi.md 3.1, README).
+#[test]
+fn library_filters_declare_super_frames_where_they_may() {
+    let host = Host::new().unwrap();
+    for (name, cfg, whole) in [
+        ("pass", "", true),
+        ("ethertype", ":drop=0x86dd", true),
+        ("macallow", ":allow=02:00:00:00:00:01", true),
+        ("rewrite", "", true),
+        ("vlan", ":mode=tag,vid=10", false),
+        ("ratelimit", ":rate=1,burst=2", false),
+        ("logger", "", false),
+    ] {
+        let wasm = root().join(format!("filters/library/wasm/{name}.wasm"));
+        let spec = FilterSpec::parse(&format!("{}{cfg}", wasm.display())).unwrap();
+        let chain = Chain::load(&host, vec![spec], 1522, "ingress").unwrap();
+        assert_eq!(chain.super_frames() > 0, whole, "{name}");
+    }
+}

@@ -129,6 +129,23 @@ macro_rules! export_abi {
     };
 }
 
+/// Emits `etherws_capabilities`, declaring optional capabilities (bits of
+/// `abi::CAP_*`), e.g. `export_capabilities!(abi::CAP_SUPER_FRAMES)` for a
+/// filter that only reads headers, or rewrites bytes without changing the
+/// length, and so may see super-frames whole (spec/filter-abi.md 3.1).
+/// Such a filter must not rely on `len <= max frame`, on L4 checksums being
+/// complete, or on one call per wire frame.
+#[macro_export]
+macro_rules! export_capabilities {
+    ($caps:expr) => {
+        /// ABI export: optional capabilities this filter declares.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn etherws_capabilities() -> i32 {
+            $caps
+        }
+    };
+}
+
 /// Emits all exports of a filter module.
 ///
 /// * `export_filter!(filter)`: `filter` is a

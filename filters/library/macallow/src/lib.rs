@@ -83,3 +83,6 @@ fn filter(frame: &mut Frame, ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter, init = init);
+// Reads headers only: takes
+// super-frames whole, so offloads stay on through it.
+etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_SUPER_FRAMES);

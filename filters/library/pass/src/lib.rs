@@ -10,3 +10,6 @@ fn filter(_frame: &mut Frame, _ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter);
+// Reads nothing: takes
+// super-frames whole, so offloads stay on through it.
+etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_SUPER_FRAMES);
