@@ -477,17 +477,19 @@ impl Node {
             port_kind: kind,
         };
         let mut storm = StormBucket::new(self.inner.cfg.storm_limit);
-        let mut burst = 0;
+        let (mut burst, mut burst_bytes) = (0, 0);
         while let Some(item) = rx.next().await {
             // A link that always has a frame ready must not pin a thread:
-            // let the executor run others now and then.
+            // let the executor run others (the writers it feeds) now and
+            // then.
             burst += 1;
-            if burst == READ_BURST {
-                burst = 0;
+            if burst >= READ_BURST || burst_bytes >= READ_BURST_BYTES {
+                (burst, burst_bytes) = (0, 0);
                 YieldNow(false).await;
             }
             match item {
                 Ok(frame) => {
+                    burst_bytes += frame.len();
                     counters.rx(frame.len());
                     self.ingress(&ctx, frame, counters, &mut storm);
                 }
@@ -788,6 +790,10 @@ impl Node {
 
 /// Frames a reader handles before it yields to other tasks.
 const READ_BURST: usize = 64;
+/// Bytes a reader handles before it yields: with 64 KiB super-frames a
+/// burst of [`READ_BURST`] frames would fill a whole default output queue
+/// (4 MiB) before the writer on the same thread ran once, and drop the rest.
+const READ_BURST_BYTES: usize = 256 * 1024;
 
 /// Returns `Pending` once (waking itself), then `Ready`.
 struct YieldNow(bool);
