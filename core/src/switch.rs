@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::wire::{EthernetFrame, MacAddr};
@@ -193,11 +194,35 @@ pub struct Outcome<'a> {
     pub decision: Decision<'a>,
 }
 
+/// Hashes port ids, which the switch hands out itself (never chosen by a
+/// peer), with one multiplication: no flooding attack to resist, unlike
+/// the FDB's MAC keys, which keep the standard SipHash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// A learning Ethernet switch: FDB keyed by (VLAN, MAC), with ageing.
 #[derive(Debug)]
 pub struct Switch {
     cfg: SwitchConfig,
+    /// In attachment order: the order frames flood in.
     ports: Vec<PortEntry>,
+    /// Where each port sits in `ports`: a port lookup per frame must not
+    /// scan a hub's thousand ports.
+    index: HashMap<PortId, usize, BuildHasherDefault<IdHasher>>,
     fdb: HashMap<FdbKey, FdbEntry>,
     next_id: u32,
     /// When a full table was last swept for stale entries.
@@ -215,6 +240,7 @@ impl Switch {
         Switch {
             cfg,
             ports: Vec::new(),
+            index: HashMap::default(),
             fdb: HashMap::new(),
             next_id: 1,
             last_sweep: None,
@@ -235,6 +261,7 @@ impl Switch {
                 break id;
             }
         };
+        self.index.insert(id, self.ports.len());
         self.ports.push(PortEntry { id, cfg });
         id
     }
@@ -242,10 +269,15 @@ impl Switch {
     /// Detaches a port and flushes every FDB entry that points at it.
     /// Returns false if the port was not attached.
     pub fn remove_port(&mut self, id: PortId) -> bool {
-        let before = self.ports.len();
+        if self.index.remove(&id).is_none() {
+            return false;
+        }
         self.ports.retain(|p| p.id != id);
+        for (i, p) in self.ports.iter().enumerate() {
+            self.index.insert(p.id, i);
+        }
         self.fdb.retain(|_, e| e.port != id);
-        self.ports.len() != before
+        true
     }
 
     pub fn ports(&self) -> impl Iterator<Item = PortId> + '_ {
@@ -253,7 +285,7 @@ impl Switch {
     }
 
     fn port(&self, id: PortId) -> Option<&PortEntry> {
-        self.ports.iter().find(|p| p.id == id)
+        self.index.get(&id).map(|&i| &self.ports[i])
     }
 
     /// Decides where `frame`, received on `ingress` at time `now`, goes, and
@@ -577,6 +609,10 @@ mod tests {
         assert_eq!(sw.fdb(t).iter().map(|r| r.mac).collect::<Vec<_>>(), vec![B]);
         let (d, _) = send(&mut sw, t, p3, A, C, None);
         assert_eq!(d, Ok(vec![p2]), "A unknown again: flooded to the rest");
+        // The ports behind the removed one moved up: lookups still find
+        // them.
+        let (d, _) = send(&mut sw, t, p3, B, C, None);
+        assert_eq!(d, Ok(vec![p2]), "B still known on p2");
         let (d, _) = send(&mut sw, t, p1, B, A, None);
         assert_eq!(d, Err(SwitchDrop::UnknownPort));
         // Ids are not reused.
