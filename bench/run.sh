@@ -7,6 +7,7 @@
 #   bench/run.sh                          # MTU 1500, 10 s per run, 1 round
 #   bench/run.sh --mtu 9000 --seconds 5 --rounds 3
 #   bench/run.sh --systems vxlan,ws       # a subset
+#   bench/run.sh --hub --idle 1000        # hub scale (bench/hub.py)
 #
 # See bench/harness.py --help for every option.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v openvpn >/dev/null || need+=(openvpn)
 command -v ping >/dev/null || need+=(iputils-ping)
+/usr/bin/python3 -c 'import websockets' 2>/dev/null || need+=(python3-websockets)  # bench/hub.py
 if ((${#need[@]})); then
   blocker=/usr/sbin/policy-rc.d   # no service starts (openvpn) on install
   if [ ! -e "$blocker" ]; then printf '#!/bin/sh\nexit 101\n' > "$blocker"; chmod +x "$blocker"; trap 'rm -f "$blocker"' EXIT; fi
@@ -25,4 +27,5 @@ if ((${#need[@]})); then
   rm -f "$blocker"; trap - EXIT
 fi
 cargo build --release -q
+if [ "${1:-}" = --hub ]; then shift; exec python3 bench/hub.py "$@"; fi
 exec python3 bench/harness.py "$@"

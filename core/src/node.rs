@@ -107,14 +107,21 @@ impl QueueBound {
 struct Slot {
     kind: PortKind,
     name: String,
-    queue: async_channel::Sender<Frame>,
-    bound: Arc<QueueBound>,
-    counters: Arc<PortCounters>,
+    out: Arc<Output>,
     /// Dropping this stops the port's reader.
     _stop: async_channel::Sender<()>,
 }
 
-impl Slot {
+/// A port's output queue as the switch sees it. Shared (`Arc`), so a
+/// reader takes its targets under the fabric lock and enqueues, which may
+/// wake the port's writer, after letting go of it.
+struct Output {
+    queue: async_channel::Sender<Frame>,
+    bound: Arc<QueueBound>,
+    counters: Arc<PortCounters>,
+}
+
+impl Output {
     fn enqueue(&self, frame: Frame) {
         let len = frame.len();
         if !self.bound.reserve(len) {
@@ -130,7 +137,7 @@ impl Slot {
 
 struct Fabric {
     switch: Switch,
-    slots: HashMap<PortId, Slot>,
+    slots: HashMap<PortId, Slot, crate::switch::IdBuildHasher>,
 }
 
 /// Forwarding-table events since the last [`Node::take_fdb_summary`].
@@ -233,7 +240,7 @@ impl Node {
             inner: Arc::new(Inner {
                 fabric: Mutex::new(Fabric {
                     switch: Switch::new(cfg.switch.clone()),
-                    slots: HashMap::new(),
+                    slots: HashMap::default(),
                 }),
                 cfg,
                 ingress,
@@ -295,9 +302,11 @@ impl Node {
                     Slot {
                         kind,
                         name: name.clone(),
-                        queue: qtx,
-                        bound: bound.clone(),
-                        counters: counters.clone(),
+                        out: Arc::new(Output {
+                            queue: qtx,
+                            bound: bound.clone(),
+                            counters: counters.clone(),
+                        }),
                         _stop: stop_tx,
                     },
                 );
@@ -607,6 +616,10 @@ impl Node {
         let group = view.dst().is_multicast();
         let hub = self.inner.cfg.switch.hub;
         let now = Instant::now();
+        // Under the lock only the decision and the targets; enqueueing
+        // (which may wake a writer on another thread) comes after.
+        let mut one: Option<Arc<Output>> = None;
+        let mut many: Vec<Arc<Output>> = Vec::new();
         let mut fab = self.fabric();
         let Fabric { switch, slots } = &mut *fab;
         let outcome = switch.handle_frame(now, ctx.port, &view);
@@ -614,9 +627,7 @@ impl Node {
         match outcome.decision {
             Decision::Forward(p) => {
                 self.inner.switched.fetch_add(1, Relaxed);
-                if let Some(s) = slots.get(&p) {
-                    s.enqueue(frame);
-                }
+                one = slots.get(&p).map(|s| s.out.clone());
             }
             Decision::Flood(ports) => {
                 // In hub mode every frame floods; only group traffic counts
@@ -625,11 +636,7 @@ impl Node {
                     counters.count_drop(DropReason::Storm);
                 } else {
                     self.inner.switched.fetch_add(1, Relaxed);
-                    for p in ports {
-                        if let Some(s) = slots.get(&p) {
-                            s.enqueue(frame.clone());
-                        }
-                    }
+                    many.extend(ports.filter_map(|p| slots.get(&p).map(|s| s.out.clone())));
                 }
             }
             Decision::Drop(SwitchDrop::VlanNotAllowed) => {
@@ -638,6 +645,14 @@ impl Node {
             Decision::Drop(_) => {}
         }
         drop(fab);
+        if let Some(o) = one {
+            o.enqueue(frame);
+        } else if let Some((last, rest)) = many.split_last() {
+            for o in rest {
+                o.enqueue(frame.clone());
+            }
+            last.enqueue(frame);
+        }
         // Log after unlocking: log I/O must not hold up other ports.
         if let Some(l) = learned {
             self.note_learned(l, now);
@@ -775,7 +790,7 @@ impl Node {
                 id: *id,
                 kind: s.kind,
                 name: s.name.clone(),
-                counts: s.counters.snapshot(),
+                counts: s.out.counters.snapshot(),
             })
             .collect();
         v.sort_by_key(|p| p.id);

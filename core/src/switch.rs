@@ -198,7 +198,10 @@ pub struct Outcome<'a> {
 /// peer), with one multiplication: no flooding attack to resist, unlike
 /// the FDB's MAC keys, which keep the standard SipHash.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
+
+/// Builds [`IdHasher`]s: for maps keyed by [`PortId`].
+pub(crate) type IdBuildHasher = BuildHasherDefault<IdHasher>;
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -222,7 +225,7 @@ pub struct Switch {
     ports: Vec<PortEntry>,
     /// Where each port sits in `ports`: a port lookup per frame must not
     /// scan a hub's thousand ports.
-    index: HashMap<PortId, usize, BuildHasherDefault<IdHasher>>,
+    index: HashMap<PortId, usize, IdBuildHasher>,
     fdb: HashMap<FdbKey, FdbEntry>,
     next_id: u32,
     /// When a full table was last swept for stale entries.
