@@ -301,7 +301,7 @@ METRICS = [("tcp1_gbps", "TCP 1 stream", "Gbit/s", "%.2f"), ("tcp4_gbps", "TCP 4
 def git_rev():
     try:
         return sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD").strip() + \
-            ("-dirty" if sh("git", "-C", ROOT, "status", "--porcelain").strip() else "")
+            ("-dirty" if sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no").strip() else "")
     except Exception:
         return "unknown"
 
