@@ -154,6 +154,84 @@ fn a_python_websockets_client_gets_plain_frames_from_an_offloading_server() {
     );
 }
 
+/// A raw-frame client with a TCP stack behind it: Python `websockets`
+/// bridging a TAP of its own (no vnet header, no subprotocol) to the
+/// server, one frame per binary message, as any third-party client would.
+const PY_TAP_BRIDGE: &str = r#"
+import asyncio, fcntl, os, struct, sys, websockets
+
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+
+async def main(url, name):
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    async with websockets.connect(url, max_size=None, compression=None) as ws:
+        loop = asyncio.get_running_loop()
+        frames = asyncio.Queue(maxsize=4096)
+        def readable():
+            while True:
+                try:
+                    frame = os.read(fd, 65536)
+                except BlockingIOError:
+                    return
+                if not frames.full():
+                    frames.put_nowait(frame)
+        loop.add_reader(fd, readable)
+        async def up():
+            while True:
+                await ws.send(await frames.get())
+        async def down():
+            async for m in ws:
+                assert isinstance(m, bytes) and len(m) <= 1522, "a plain frame"
+                os.write(fd, m)
+        await asyncio.gather(up(), down())
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+#[test]
+fn a_python_tap_bridge_carries_ping_and_20_mb_both_ways_with_an_offloading_server() {
+    if !root_or_skip("offload_python_tap") {
+        return;
+    }
+    let h = two_hosts("ofq", &[]);
+    let script = scratch(&format!("{}.py", unique("pytap")));
+    std::fs::write(&script, PY_TAP_BRIDGE).unwrap();
+    let (bridge, log) = spawn_in(
+        &h.cli,
+        "pytap",
+        &[
+            "/usr/bin/python3",
+            script.to_str().unwrap(),
+            WS_URL,
+            "pytap0",
+        ],
+    );
+    let ns = h.cli.name.clone();
+    let exists = poll(UP, || {
+        std::process::Command::new("ip")
+            .args(["-n", &ns, "link", "show", "pytap0"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        exists,
+        "the Python bridge made no TAP:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    h.cli.ip(&["addr", "add", "198.19.0.2/24", "dev", "pytap0"]);
+    h.cli.ip(&["link", "set", "pytap0", "up"]);
+    both_ways(&h, "Python TAP bridge, offloading server");
+    let report = h.server.report();
+    assert!(!report.contains("drop_bad_offload"), "{report}");
+    drop(bridge);
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log.contains("AssertionError"),
+        "a super-frame reached the bridge:\n{log}"
+    );
+}
+
 mod kernel_gso {
     //! The kernel's own segmentation as the reference for ours.
 
