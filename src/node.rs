@@ -85,14 +85,24 @@ pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
 /// Creates the TAP device and attaches it to the node. The returned task
 /// ends only if the device fails, which is fatal for the node.
 pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<PortEnd>> {
-    let tap = Tap::create(&TapConfig {
+    let mut cfg = TapConfig {
         name: args.tap.clone(),
         mtu: args.mtu,
         address: args.address,
         mac: args.mac,
         offload: !args.no_offload,
-    })
-    .context("cannot set up the TAP device")?;
+    };
+    let tap = match Tap::create(&cfg) {
+        Err(e) if cfg.offload => {
+            // A kernel without IFF_VNET_HDR or TUNSETOFFLOAD still gets a
+            // tunnel: frames for the TAP are then finished in software.
+            cfg.offload = false;
+            let tap = Tap::create(&cfg).context("cannot set up the TAP device")?;
+            log::warn!("TAP offloads unavailable ({e}); running without them");
+            tap
+        }
+        other => other.context("cannot set up the TAP device")?,
+    };
     match args.address {
         Some((ip, p)) => log::info!("TAP {} up, MTU {}, address {ip}/{p}", tap.name(), tap.mtu()),
         None => log::info!("TAP {} up, MTU {}", tap.name(), tap.mtu()),

@@ -124,15 +124,20 @@ pub fn offload(data: &[u8]) {
         return;
     };
     let fit = offload::check(frame, &h, MAX).is_ok();
-    let (mut n, mut longest) = (0, 0);
+    let (mut n, mut longest, mut total) = (0, 0, 0);
     let r = offload::finish(Frame::new(frame.to_vec()), &h, |f| {
         n += 1;
         longest = longest.max(f.len());
+        total += f.len();
     });
     if fit {
         assert!(r.is_ok(), "checked, then {r:?}");
         assert!((1..=offload::MAX_SEGMENTS).contains(&n), "{n} segments");
         assert!(longest <= MAX, "a {longest}-byte segment");
+        assert!(
+            total <= offload::MAX_FINISHED,
+            "{total} bytes from one frame"
+        );
     }
 }
 

@@ -141,7 +141,7 @@ fn fold(mut sum: u32) -> u16 {
 /// skipped).
 fn l3(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
     let mut off = 12;
-    loop {
+    for _ in 0..=2 {
         let et = frame
             .get(off..off + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
@@ -152,6 +152,7 @@ fn l3(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
         }
         return Ok((off + 2, et));
     }
+    Err(OffloadError::Segment("more than two VLAN tags"))
 }
 
 /// The pseudo-header sum (without the length) for an L4 protocol.
@@ -183,7 +184,12 @@ pub fn complete_checksum(frame: &mut [u8], h: &VnetHdr) -> Result<(), OffloadErr
     if at + 2 > frame.len() || start > frame.len() {
         return Err(OffloadError::Header("checksum offsets beyond the frame"));
     }
-    let c = fold(sum16(0, &frame[start..]));
+    // 0 goes out as 0xffff (the same in ones' complement), as Linux does:
+    // a UDP checksum of 0 would mean "none".
+    let c = match fold(sum16(0, &frame[start..])) {
+        0 => 0xffff,
+        c => c,
+    };
     frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
     Ok(())
 }
@@ -206,6 +212,11 @@ pub fn finish(frame: Frame, h: &VnetHdr, mut out: impl FnMut(Frame)) -> Result<(
     }
     segment(frame.bytes(), h, &mut out)
 }
+
+/// Most bytes the segments of one super-frame may add up to (headers
+/// repeated in each): twice [`MAX_SUPER`], so finishing a peer's frame at
+/// most doubles the memory and bandwidth it costs.
+pub const MAX_FINISHED: usize = 2 * MAX_SUPER;
 
 /// Most segments one super-frame may be cut into: bounds the work and the
 /// memory one frame from a peer can cost (a 64 KiB frame with the smallest
@@ -265,6 +276,11 @@ fn layout(f: &[u8], h: &VnetHdr) -> Result<Layout, OffloadError> {
         }
         _ => return Err(OffloadError::Segment("not IPv4 or IPv6")),
     };
+    if tcp && (h.gso_type & !gso::ECN == gso::TCPV4) != v4 {
+        return Err(OffloadError::Segment(
+            "gso_type is for the other IP version",
+        ));
+    }
     let ip_proto = if v4 { f[l3_off + 9] } else { f[l3_off + 6] };
     if ip_proto != proto {
         return Err(OffloadError::Segment(
@@ -317,13 +333,35 @@ pub fn check(frame: &[u8], h: &VnetHdr, max_frame: usize) -> Result<(), Unfit> {
     if frame.len() > MAX_SUPER {
         return Err(Unfit::Oversize(frame.len()));
     }
+    let bad = |why| Err(Unfit::Bad(OffloadError::Header(why)));
+    if h.gso_size == 0 {
+        return bad("gso_size 0");
+    }
+    if usize::from(h.hdr_len) > frame.len() {
+        return bad("hdr_len beyond the frame");
+    }
     let l = layout(frame, h).map_err(Unfit::Bad)?;
+    // The checksum goes where the L4 header has it, nowhere else: a TAP
+    // or peer that finishes the frame later must not change bytes that
+    // filters and the switch have seen.
+    if h.flags & F_NEEDS_CSUM == 0 || usize::from(h.csum_offset) != if l.tcp { 16 } else { 6 } {
+        return bad("segmentation without the L4 checksum offsets");
+    }
     let seg = l.hdrs() + usize::from(h.gso_size);
     if seg > max_frame && frame.len() > max_frame {
         return Err(Unfit::Oversize(seg));
     }
-    if (frame.len() - l.hdrs()).div_ceil(usize::from(h.gso_size)) > MAX_SEGMENTS {
+    let payload = frame.len() - l.hdrs();
+    let n = payload.div_ceil(usize::from(h.gso_size));
+    if n > MAX_SEGMENTS {
         return Err(Unfit::Bad(OffloadError::Segment("more than 4096 segments")));
+    }
+    // Tiny segments repeat the headers many times: bound what one frame
+    // from a peer may become.
+    if n * l.hdrs() + payload > MAX_FINISHED {
+        return Err(Unfit::Bad(OffloadError::Segment(
+            "segments would add up to more than twice the largest super-frame",
+        )));
     }
     Ok(())
 }
@@ -594,6 +632,66 @@ mod tests {
         finish(Frame::new(f), &h, |s| out.push(s)).unwrap();
         assert_eq!(out.len(), 1);
         verify_l4(out[0].as_ref(), 14, true, 6);
+    }
+
+    #[test]
+    fn check_refuses_what_could_amplify_or_rewrite() {
+        let (f, h) = tcp4_super(&[7u8; 3000], false, 1448);
+        assert_eq!(check(&f, &h, 1522), Ok(()));
+        let refused = |f: &[u8], h: &VnetHdr| matches!(check(f, h, 1522), Err(Unfit::Bad(_)));
+        // Tiny segments: 3000 payload bytes cut in 1-byte pieces.
+        assert!(refused(&f, &VnetHdr { gso_size: 1, ..h }));
+        assert!(refused(&f, &VnetHdr { gso_size: 0, ..h }));
+        // The checksum must go where TCP has it, and be asked for.
+        assert!(refused(
+            &f,
+            &VnetHdr {
+                csum_offset: 0,
+                ..h
+            }
+        ));
+        assert!(refused(&f, &VnetHdr { flags: 0, ..h }));
+        // TCPv6 segmentation of an IPv4 frame.
+        assert!(refused(
+            &f,
+            &VnetHdr {
+                gso_type: gso::TCPV6,
+                ..h
+            }
+        ));
+        assert!(refused(&f, &VnetHdr { hdr_len: 4000, ..h }));
+        // Three VLAN tags.
+        let mut tagged = f[..12].to_vec();
+        for _ in 0..3 {
+            tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        }
+        tagged.extend_from_slice(&f[12..]);
+        let h3 = VnetHdr {
+            csum_start: h.csum_start + 12,
+            ..h
+        };
+        assert!(refused(&tagged, &h3));
+        let h2 = VnetHdr {
+            csum_start: h.csum_start + 8,
+            ..h
+        };
+        let two: Vec<u8> = [&f[..12], &tagged[12..20], &f[12..]].concat();
+        assert_eq!(check(&two, &h2, 1530), Ok(()));
+    }
+
+    #[test]
+    fn a_checksum_that_folds_to_zero_is_sent_as_ffff() {
+        // 8 bytes summing to 0xffff: the checksum is 0, written as 0xffff.
+        let mut f = vec![0u8; 14];
+        f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 14,
+            csum_offset: 6,
+            ..Default::default()
+        };
+        complete_checksum(&mut f, &h).unwrap();
+        assert_eq!(&f[20..22], &[0xff, 0xff]);
     }
 
     #[test]

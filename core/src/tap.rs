@@ -107,6 +107,8 @@ pub struct Tap {
     fd: Arc<Async<File>>,
     /// Opened with `IFF_VNET_HDR` and offloads on.
     vnet: bool,
+    /// The kernel took UDP segmentation offload too (6.2 and later).
+    uso: bool,
 }
 
 fn is_eperm(e: &tun::Error) -> bool {
@@ -162,9 +164,10 @@ impl Tap {
         if let Some(mac) = mac {
             set_mac(&name, mac).map_err(io_err)?;
         }
+        let mut uso = false;
         if cfg.offload {
             use std::os::fd::AsRawFd;
-            set_offload(dev.as_raw_fd()).map_err(io_err)?;
+            uso = set_offload(dev.as_raw_fd()).map_err(io_err)?;
         }
         dev.enabled(true)
             .map_err(|e| io_err(io::Error::other(e.to_string())))?;
@@ -179,6 +182,7 @@ impl Tap {
             mtu: cfg.mtu,
             fd: Arc::new(fd),
             vnet: cfg.offload,
+            uso,
         })
     }
 
@@ -221,6 +225,7 @@ impl Tap {
                 refused: 0,
                 log_limit: LogLimiter::default(),
                 vnet,
+                uso: self.uso,
             }),
             PeerInfo {
                 scheme: "tap",
@@ -242,13 +247,14 @@ const TUN_F_USO4: libc::c_uint = 0x20;
 const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// Enables checksum and TCP (and, where the kernel has it, UDP)
-/// segmentation offload on a TAP opened with `IFF_VNET_HDR`.
-fn set_offload(fd: std::os::fd::RawFd) -> io::Result<()> {
+/// segmentation offload on a TAP opened with `IFF_VNET_HDR`. Returns
+/// whether UDP segmentation is on.
+fn set_offload(fd: std::os::fd::RawFd) -> io::Result<bool> {
     let tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    for flags in [tcp | TUN_F_USO4 | TUN_F_USO6, tcp] {
+    for (flags, uso) in [(tcp | TUN_F_USO4 | TUN_F_USO6, true), (tcp, false)] {
         // SAFETY: a valid TAP descriptor and an integer argument.
         if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, flags) } == 0 {
-            return Ok(());
+            return Ok(uso);
         }
     }
     Err(io::Error::last_os_error())
@@ -408,6 +414,8 @@ struct TapTx {
     log_limit: LogLimiter,
     /// Each write starts with a virtio-net header.
     vnet: bool,
+    /// The kernel takes UDP super-frames; without it they are cut here.
+    uso: bool,
 }
 
 /// `poll_ready` pushes back at this many queued frames or bytes.
@@ -475,6 +483,22 @@ impl Sink<Frame> for TapTx {
 
     fn start_send(self: Pin<&mut Self>, item: Frame) -> Result<(), LinkError> {
         let this = self.get_mut();
+        let udp_gso = item.meta.vnet.is_some_and(|h| {
+            h.is_gso() && h.gso_type & !crate::offload::gso::ECN == crate::offload::gso::UDP_L4
+        });
+        if udp_gso && !this.uso {
+            // A peer's UDP super-frame this kernel cannot take: cut it here.
+            let h = item.meta.vnet.unwrap_or_default();
+            let (queue, bytes) = (&mut this.queue, &mut this.queued_bytes);
+            let cut = crate::offload::finish(item, &h, |f| {
+                *bytes += f.len();
+                queue.push_back(f);
+            });
+            if cut.is_err() {
+                this.refused += 1;
+            }
+            return Ok(());
+        }
         this.queued_bytes += item.len();
         this.queue.push_back(item);
         Ok(())

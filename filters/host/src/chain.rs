@@ -121,6 +121,16 @@ impl FilterChain for Chain {
             c.set(n);
             (u64::from(n) % TIME_SAMPLE == 0).then(Instant::now)
         });
+        // The node asked `super_frames` of the chain before a reload may
+        // have swapped it: a frame with offload metadata meets only
+        // filters of this snapshot that declared they take it.
+        if frame.meta.vnet.is_some()
+            && filters
+                .iter()
+                .any(|f| !f.is_unloaded() && f.super_frames() < frame.len())
+        {
+            return Verdict::Drop;
+        }
         for f in filters.iter() {
             if f.is_unloaded() {
                 continue;
