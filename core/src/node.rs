@@ -81,6 +81,12 @@ struct QueueBound {
     bytes: AtomicUsize,
     max_frames: usize,
     max_bytes: usize,
+    /// Notified when the writer takes frames out: a reader waiting for
+    /// room (see [`ROOM_WAIT`]) tries again.
+    room: event_listener::Event,
+    /// A reader waited [`ROOM_WAIT`] in vain: the port is not draining.
+    /// Until it has drained to half, frames for it are dropped at once.
+    stuck: AtomicBool,
 }
 
 impl QueueBound {
@@ -92,7 +98,10 @@ impl QueueBound {
         }
         let before = self.bytes.fetch_add(len, Relaxed);
         if before > 0 && before + len > self.max_bytes {
-            self.release(len);
+            // Undone without `release`: that would wake the waiting
+            // readers for room that is not there (and spin this one).
+            self.frames.fetch_sub(1, Relaxed);
+            self.bytes.fetch_sub(len, Relaxed);
             return false;
         }
         true
@@ -100,9 +109,23 @@ impl QueueBound {
 
     fn release(&self, len: usize) {
         self.frames.fetch_sub(1, Relaxed);
-        self.bytes.fetch_sub(len, Relaxed);
+        let before = self.bytes.fetch_sub(len, Relaxed);
+        if self.stuck.load(Relaxed) && before - len <= self.max_bytes / 2 {
+            self.stuck.store(false, Relaxed);
+        }
+        self.room.notify(1);
     }
 }
+
+/// A unicast super-frame whose port's queue is full waits for room while
+/// the port drains. A port that drains slower than frames arrive (a TAP, a link
+/// whose TCP is the bottleneck) then slows its sources down instead of
+/// losing frames: with super-frames a drop costs some 44 TCP segments and,
+/// in bursts, retransmission timeouts. A port from which no frame leaves
+/// for this long is marked stuck: its frames are dropped at once, as
+/// before, until it has drained to half its bound. So a peer that stopped
+/// reading costs its sources this wait once. Flooded frames never wait.
+const ROOM_WAIT: Duration = Duration::from_millis(20);
 
 struct Slot {
     kind: PortKind,
@@ -123,15 +146,55 @@ struct Output {
 
 impl Output {
     fn enqueue(&self, frame: Frame) {
+        if let Err(frame) = self.try_enqueue(frame) {
+            drop(frame);
+            self.counters.count_drop(DropReason::QueueFull);
+        }
+    }
+
+    /// Queues the frame, or hands it back when the queue is full.
+    fn try_enqueue(&self, frame: Frame) -> Result<(), Frame> {
         let len = frame.len();
         if !self.bound.reserve(len) {
-            self.counters.count_drop(DropReason::QueueFull);
-            return;
+            return Err(frame);
         }
         if self.queue.try_send(frame).is_err() {
             // Closed: the port is going away.
             self.bound.release(len);
         }
+        Ok(())
+    }
+
+    /// Queues a unicast frame, waiting for room as long as the port keeps
+    /// draining: only [`ROOM_WAIT`] without a single frame leaving it marks
+    /// it stuck and drops the frame.
+    async fn enqueue_waiting(&self, frame: Frame) {
+        let mut frame = match self.try_enqueue(frame) {
+            Ok(()) => return,
+            Err(f) => f,
+        };
+        while !self.bound.stuck.load(Relaxed) && !self.queue.is_closed() {
+            let listener = self.bound.room.listen();
+            // Room may have come between the try and the listen.
+            frame = match self.try_enqueue(frame) {
+                Ok(()) => return,
+                Err(f) => f,
+            };
+            // The listener fires only when the writer takes a frame out.
+            let timer = async_io::Timer::after(ROOM_WAIT);
+            if let futures::future::Either::Right(_) =
+                futures::future::select(listener, timer).await
+            {
+                self.bound.stuck.store(true, Relaxed);
+                break;
+            }
+            frame = match self.try_enqueue(frame) {
+                Ok(()) => return,
+                Err(f) => f,
+            };
+        }
+        drop(frame);
+        self.counters.count_drop(DropReason::QueueFull);
     }
 }
 
@@ -284,6 +347,8 @@ impl Node {
             bytes: AtomicUsize::new(0),
             max_frames: self.inner.cfg.queue_len.max(1),
             max_bytes: self.inner.cfg.queue_bytes.max(1),
+            room: event_listener::Event::new(),
+            stuck: AtomicBool::new(false),
         });
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let counters = Arc::new(PortCounters::default());
@@ -486,6 +551,9 @@ impl Node {
             port_kind: kind,
         };
         let mut storm = StormBucket::new(self.inner.cfg.storm_limit);
+        // Unicast frames whose port had no room: queued in order, each
+        // waiting a little for room (ROOM_WAIT), before the next read.
+        let mut waiting: Vec<(Arc<Output>, Frame)> = Vec::new();
         let (mut burst, mut burst_bytes) = (0, 0);
         while let Some(item) = rx.next().await {
             // A link that always has a frame ready must not pin a thread:
@@ -500,7 +568,10 @@ impl Node {
                 Ok(frame) => {
                     burst_bytes += frame.len();
                     counters.rx(frame.len());
-                    self.ingress(&ctx, frame, counters, &mut storm);
+                    self.ingress(&ctx, frame, counters, &mut storm, &mut waiting);
+                    for (out, frame) in waiting.drain(..) {
+                        out.enqueue_waiting(frame).await;
+                    }
                 }
                 Err(LinkError::Oversize(len)) => {
                     counters.rx(len);
@@ -544,6 +615,7 @@ impl Node {
         frame: Frame,
         counters: &PortCounters,
         storm: &mut StormBucket,
+        waiting: &mut Vec<(Arc<Output>, Frame)>,
     ) {
         if let Some(vnet) = frame.meta.vnet {
             use crate::offload::{check, Unfit};
@@ -568,12 +640,12 @@ impl Node {
                     return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
                 }
                 for f in segments {
-                    self.ingress_one(ctx, f, counters, storm);
+                    self.ingress_one(ctx, f, counters, storm, waiting);
                 }
                 return;
             }
         }
-        self.ingress_one(ctx, frame, counters, storm)
+        self.ingress_one(ctx, frame, counters, storm, waiting)
     }
 
     fn ingress_one(
@@ -582,6 +654,7 @@ impl Node {
         mut frame: Frame,
         counters: &PortCounters,
         storm: &mut StormBucket,
+        waiting: &mut Vec<(Arc<Output>, Frame)>,
     ) {
         let len = frame.len();
         if len > self.inner.cfg.max_frame && frame.meta.vnet.is_none() {
@@ -648,8 +721,24 @@ impl Node {
             Decision::Drop(_) => {}
         }
         drop(fab);
-        if let Some(o) = one {
+        // Only super-frames wait for room: losing one costs some 44 TCP
+        // segments at once (and, in bursts, retransmission timeouts); a
+        // wire-size frame is dropped as a full queue always dropped it, so
+        // a flood of small frames costs no waiting either.
+        let super_frame = frame.meta.vnet.is_some_and(|h| h.is_gso());
+        if let Some(o) = one.take_if(|_| !super_frame && waiting.is_empty()) {
             o.enqueue(frame);
+        } else if let Some(o) = one {
+            // Behind a frame that already waits, to keep their order.
+            if !waiting.is_empty() {
+                waiting.push((o, frame));
+            } else if let Err(frame) = o.try_enqueue(frame) {
+                if o.bound.stuck.load(Relaxed) {
+                    o.counters.count_drop(DropReason::QueueFull);
+                } else {
+                    waiting.push((o, frame));
+                }
+            }
         } else if let Some((last, rest)) = many.split_last() {
             for o in rest {
                 o.enqueue(frame.clone());
