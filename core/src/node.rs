@@ -1193,6 +1193,60 @@ mod tests {
     }
 
     #[test]
+    fn a_super_frame_waits_for_a_draining_port_but_not_for_a_stuck_one() {
+        let mut cfg = NodeConfig::for_mtu(1500);
+        cfg.queue_len = 4;
+        let node = Node::new(cfg);
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (la, in_a, _out_a) = mem_link("a");
+        let (mut lb, in_b, mut out_b) = mem_link("b");
+        let (mut lc, in_c, _out_c) = mem_link("c");
+        lb.offload = true;
+        lc.offload = true;
+        spawn_port(&sp, node.attach(la, PortKind::Link, PortConfig::default()));
+        let pb = node.attach(lb, PortKind::Link, PortConfig::default());
+        let pc = node.attach(lc, PortKind::Link, PortConfig::default());
+        let (cb, cc) = (pb.counters.clone(), pc.counters.clone());
+        sp.spawn_local(pb.reader.map(drop)).unwrap();
+        sp.spawn_local(pc.reader.map(drop)).unwrap();
+        let (writer_b, _writer_c) = (pb.writer, pc.writer);
+        // B is 02:..:02 and C 02:..:03; neither writer runs yet.
+        in_b.unbounded_send(Ok(eth(0x1, 0x2, 60))).unwrap();
+        in_c.unbounded_send(Ok(eth(0x1, 0x3, 60))).unwrap();
+        pool.run_until_stalled();
+        let (f, h) = crate::offload::tests::tcp4_super(&[7; 3000], false, 1448);
+        let to = |dst: u8| {
+            let mut v = f.clone();
+            v[5] = dst;
+            Ok(Frame::with_vnet(v, Some(h)))
+        };
+        // Ten super-frames for B: four fit its queue, the fifth waits.
+        for _ in 0..10 {
+            in_a.unbounded_send(to(2)).unwrap();
+        }
+        pool.run_until_stalled();
+        // B drains: every one arrives, none dropped.
+        sp.spawn_local(writer_b).unwrap();
+        pool.run_until_stalled();
+        // (C's first frame was flooded to B as well.)
+        let got = std::iter::from_fn(|| out_b.try_recv().ok());
+        assert_eq!(got.filter(|f| f.len() > 1522).count(), 10);
+        assert_eq!(cb.snapshot().drops(DropReason::QueueFull), 0);
+        // C never drains: after ROOM_WAIT it is stuck and loses the rest
+        // at once, and A's frames for B flow again.
+        for _ in 0..10 {
+            in_a.unbounded_send(to(3)).unwrap();
+        }
+        pool.run_until(async_io::Timer::after(10 * ROOM_WAIT));
+        // (B's first frame, flooded, holds one of C's four places.)
+        assert_eq!(cc.snapshot().drops(DropReason::QueueFull), 7);
+        in_a.unbounded_send(to(2)).unwrap();
+        pool.run_until_stalled();
+        assert_eq!(std::iter::from_fn(|| out_b.try_recv().ok()).count(), 1);
+    }
+
+    #[test]
     fn storm_limit_drops_floods_but_not_known_unicast() {
         let mut cfg = NodeConfig::for_mtu(1500);
         cfg.storm_limit = 50;

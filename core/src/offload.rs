@@ -440,7 +440,7 @@ fn segment(f: &Bytes, h: &VnetHdr, out: &mut impl FnMut(Frame)) -> Result<(), Of
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An IPv4 TCP super-frame (optionally VLAN-tagged) carrying `payload`,
