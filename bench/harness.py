@@ -70,6 +70,27 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
+def stop_procs(procs):
+    """Ends processes we started: SIGTERM, then SIGKILL after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wait_port(ns, port):
+    """Waits until something listens on TCP `port` in `ns`."""
+    for _ in range(200):
+        if (":%s " % port) in ns.run("ss", "-ltn"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("nothing listens on port %s in %s" % (port, ns.name))
+
+
 def cpu_ticks(pids):
     total = 0
     for p in pids:
@@ -109,28 +130,13 @@ class Harness:
             ns.ip("addr", "add", addr, "dev", "veth0")
             ns.ip("link", "set", "veth0", "up")
         self.iperf = self.a.spawn("iperf3", "-s", "-p", "5201")
-        self.wait_port(self.a, "5201")
+        wait_port(self.a, "5201")
 
     def close(self):
-        procs = self.procs + ([self.iperf] if self.iperf else [])
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_procs(self.procs + ([self.iperf] if self.iperf else []))
         self.a.delete()
         self.b.delete()
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def wait_port(self, ns, port):
-        for _ in range(200):
-            if (":%s " % port) in ns.run("ss", "-ltn"):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("nothing listens on port %s in %s" % (port, ns.name))
 
     def wait_ping(self, addr):
         for _ in range(60):
@@ -141,13 +147,8 @@ class Harness:
         raise RuntimeError("%s unreachable" % addr)
 
     def stop(self, procs):
+        stop_procs(procs)
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
             self.procs.remove(p)
 
     # --- systems: each sets up, returns (target address, tunnel pids, teardown) ---
@@ -179,7 +180,7 @@ class Harness:
         s = self.a.spawn(BIN, "-q", "server", "--listen", "198.18.0.1:8080", "--address",
                          "198.19.0.1/24", *common, *sargs, log=os.path.join(self.tmp, "server.log"))
         self.procs.append(s)
-        self.wait_port(self.a, "8080")
+        wait_port(self.a, "8080")
         c = self.b.spawn(BIN, "-q", "client", "%s://198.18.0.1:8080/" % scheme, "--address",
                          "198.19.0.2/24", *common, *cargs, log=os.path.join(self.tmp, "client.log"))
         self.procs.append(c)
@@ -204,7 +205,7 @@ class Harness:
                          "--ifconfig", "198.19.2.1", "255.255.255.0", *common,
                          log=os.path.join(self.tmp, "ovpn-s.log"))
         self.procs.append(s)
-        self.wait_port(self.a, "1194")
+        wait_port(self.a, "1194")
         c = self.b.spawn("openvpn", "--proto", "tcp-client", "--remote", "198.18.0.1", "1194",
                          "--ifconfig", "198.19.2.2", "255.255.255.0", *common,
                          log=os.path.join(self.tmp, "ovpn-c.log"))

@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, ROOT, Netns, git_rev, progress, sh  # noqa: E402
+from harness import BIN, ROOT, Netns, git_rev, progress, sh, stop_procs, wait_port  # noqa: E402
 
 # Opens N WebSocket connections (batches of 50: the server admits 64
 # pending handshakes per address) and holds them open, answering pings,
@@ -56,10 +56,7 @@ def main():
             c.ip("addr", "add", "198.18.%d.2/24" % i, "dev", "hv0")
             c.ip("link", "set", "hv0", "up")
         procs.append(s.spawn(BIN, "-q", "server", "--no-tap", "--listen", "0.0.0.0:8080"))
-        for _ in range(200):
-            if ":8080 " in s.run("ss", "-ltn"):
-                break
-            time.sleep(0.05)
+        wait_port(s, "8080")
         for i, c in ((1, c1), (2, c2)):
             procs.append(c.spawn(BIN, "-q", "client", "ws://198.18.%d.1:8080/" % i, "--tap", "ethws0",
                                  "--address", "198.19.0.%d/24" % (i + 1)))
@@ -114,14 +111,7 @@ def main():
             json.dump(res, f, indent=2)
         print("written: %s" % os.path.relpath(path, ROOT))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_procs(procs)
         for ns in spaces:
             ns.delete()
 

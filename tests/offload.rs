@@ -287,28 +287,21 @@ mod kernel_gso {
             let (seen, stop) = (seen.clone(), stop.clone());
             std::thread::spawn(move || {
                 smol::block_on(async move {
-                    let (mut arx, mut atx, mut brx, mut btx) = (la.rx, la.tx, lb.rx, lb.tx);
-                    let fwd_ab = async {
-                        while let Some(Ok(f)) = arx.next().await {
+                    // Both ways (the receiver's ACKs carry checksum
+                    // offload only), keeping what has offload metadata.
+                    let seen = &seen;
+                    let fwd = |mut rx: etherws_core::FrameStream,
+                               mut tx: etherws_core::FrameSink| async move {
+                        while let Some(Ok(f)) = rx.next().await {
                             if let Some(h) = f.meta.vnet.filter(|h| !h.is_plain()) {
-                                keep(&seen, &f, h);
+                                keep(seen, &f, h);
                             }
-                            if btx.send(f).await.is_err() {
+                            if tx.send(f).await.is_err() {
                                 break;
                             }
                         }
                     };
-                    let fwd_ba = async {
-                        while let Some(Ok(f)) = brx.next().await {
-                            // The receiver's ACKs: checksum offload only.
-                            if let Some(h) = f.meta.vnet.filter(|h| !h.is_plain()) {
-                                keep(&seen, &f, h);
-                            }
-                            if atx.send(f).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
+                    let (fwd_ab, fwd_ba) = (fwd(la.rx, lb.tx), fwd(lb.rx, la.tx));
                     let done = async {
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                             smol::Timer::after(Duration::from_millis(20)).await;

@@ -575,23 +575,7 @@ fn failover_uses_the_next_server_and_moves_back_when_the_first_returns() {
     );
     // The second server's TAP has its own address: the client's ARP cache
     // must not mix the two up.
-    let second = s2.etherws(
-        "server2",
-        &[
-            "server",
-            "--listen",
-            "0.0.0.0:8080",
-            "--tap",
-            "ethws0",
-            "--address",
-            "198.19.0.11/24",
-        ],
-    );
-    assert!(
-        second.wait_log(UP, |l| l.contains("listening on")),
-        "{}",
-        second.log()
-    );
+    let second = start_server_at(&s2, "198.19.0.11/24", &[]);
     let client = client_with(
         &cli,
         "client",

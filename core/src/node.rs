@@ -392,8 +392,13 @@ impl Node {
             tx,
             on_close,
             offload,
+            offload_udp,
             ..
         } = link;
+        let takes = Takes {
+            offload,
+            udp: offload && offload_udp,
+        };
         let reader = {
             let node = self.clone();
             let counters = counters.clone();
@@ -460,7 +465,7 @@ impl Node {
                 // The sink stays out here, so it survives a panic below and
                 // can still tell the peer (1011 for ws).
                 let mut tx = tx;
-                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, &mut tx, &counters, &broken, offload))
+                let w = AssertUnwindSafe(node.write_loop(id, kind, &name, qrx, bound, &mut tx, &counters, &broken, takes))
                     .catch_unwind()
                     .await;
                 if let Err(p) = w {
@@ -635,12 +640,10 @@ impl Node {
             // Ethernet header, and no byte may change after they looked.
             let chain = &*self.inner.ingress;
             if !vnet.is_gso() || (!chain.is_empty() && frame.len() > chain.super_frames()) {
-                let mut segments = Vec::new();
-                if let Err(e) = crate::offload::finish(frame, &vnet, |f| segments.push(f)) {
-                    return self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
-                }
-                for f in segments {
-                    self.ingress_one(ctx, f, counters, storm, waiting);
+                // `finish` fails before it hands out any segment.
+                let each = |f| self.ingress_one(ctx, f, counters, storm, waiting);
+                if let Err(e) = crate::offload::finish(frame, &vnet, each) {
+                    self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
                 }
                 return;
             }
@@ -818,7 +821,7 @@ impl Node {
         tx: &mut FrameSink,
         counters: &PortCounters,
         broken: &AtomicBool,
-        offload: bool,
+        takes: Takes,
     ) {
         let ctx = FilterContext {
             direction: Direction::Egress,
@@ -831,7 +834,7 @@ impl Node {
             tx: &mut *tx,
             held: std::collections::VecDeque::new(),
             closed: false,
-            offload,
+            takes,
             max_frame: self.inner.cfg.max_frame,
             batch: self.inner.cfg.queue_len.max(1),
             egress: &*self.inner.egress,
@@ -978,8 +981,7 @@ struct Pump<'a> {
     /// through the egress filters), waiting for the sink to be ready.
     held: std::collections::VecDeque<Frame>,
     closed: bool,
-    /// The link takes offload metadata as it is.
-    offload: bool,
+    takes: Takes,
     max_frame: usize,
     batch: usize,
     egress: &'a dyn FilterChain,
@@ -987,22 +989,30 @@ struct Pump<'a> {
     counters: &'a PortCounters,
 }
 
+/// Which offload metadata a port's link takes as it is (`Link::offload`,
+/// `Link::offload_udp`); the writer finishes the rest in software.
+#[derive(Clone, Copy, Debug)]
+struct Takes {
+    offload: bool,
+    udp: bool,
+}
+
 impl Pump<'_> {
     /// Readies one queued frame for the link: finished in software (a
     /// checksum completed, a super-frame segmented) when the link cannot
     /// take offload metadata or egress filters must see it, then filtered.
     fn take(&mut self, frame: Frame) {
-        let needs_finish = frame.meta.vnet.is_some()
-            && (!self.offload
-                || (!self.egress.is_empty() && frame.len() > self.egress.super_frames()));
-        if !needs_finish {
+        let Some(vnet) = frame.meta.vnet else {
+            return self.filter_and_hold(frame);
+        };
+        let fits = self.takes.offload
+            && (self.takes.udp || !vnet.is_udp_gso())
+            && (self.egress.is_empty() || frame.len() <= self.egress.super_frames());
+        if fits {
             return self.filter_and_hold(frame);
         }
-        let Some(vnet) = frame.meta.vnet else { return };
-        let mut segments = Vec::new();
-        match crate::offload::finish(frame, &vnet, |f| segments.push(f)) {
-            Ok(()) => segments.into_iter().for_each(|f| self.filter_and_hold(f)),
-            Err(_) => self.counters.count_drop(DropReason::BadOffload),
+        if crate::offload::finish(frame, &vnet, |f| self.filter_and_hold(f)).is_err() {
+            self.counters.count_drop(DropReason::BadOffload);
         }
     }
 
@@ -1244,6 +1254,43 @@ mod tests {
         in_a.unbounded_send(to(2)).unwrap();
         pool.run_until_stalled();
         assert_eq!(std::iter::from_fn(|| out_b.try_recv().ok()).count(), 1);
+    }
+
+    #[test]
+    fn udp_super_frames_are_cut_for_a_link_without_uso_only() {
+        let node = Node::new(NodeConfig::for_mtu(1500));
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (la, in_a, _out_a) = mem_link("a");
+        let (mut lb, in_b, mut out_b) = mem_link("tcp-only");
+        let (mut lc, in_c, mut out_c) = mem_link("uso");
+        lb.offload = true;
+        (lc.offload, lc.offload_udp) = (true, true);
+        spawn_port(&sp, node.attach(la, PortKind::Link, PortConfig::default()));
+        spawn_port(&sp, node.attach(lb, PortKind::Link, PortConfig::default()));
+        spawn_port(&sp, node.attach(lc, PortKind::Link, PortConfig::default()));
+        in_b.unbounded_send(Ok(eth(0x1, 0x2, 60))).unwrap();
+        in_c.unbounded_send(Ok(eth(0x1, 0x3, 60))).unwrap();
+        pool.run_until_stalled();
+        let payload = [5u8; 5000];
+        let (f, h) = crate::offload::tests::v6_super(&payload, 17, 1200);
+        for dst in [2, 3] {
+            let mut v = f.clone();
+            v[5] = dst;
+            in_a.unbounded_send(Ok(Frame::with_vnet(v, Some(h))))
+                .unwrap();
+        }
+        pool.run_until_stalled();
+        let big = |out: &mut mpsc::UnboundedReceiver<Frame>| {
+            std::iter::from_fn(|| out.try_recv().ok())
+                .filter(|f| f.len() > 60)
+                .map(|f| (f.len(), f.meta.vnet.is_some()))
+                .collect::<Vec<_>>()
+        };
+        let b = big(&mut out_b);
+        assert_eq!(b.len(), 5, "cut into 1200-byte segments: {b:?}");
+        assert!(b.iter().all(|&(len, meta)| len <= 1522 && !meta));
+        assert_eq!(big(&mut out_c), vec![(f.len(), true)], "whole");
     }
 
     #[test]

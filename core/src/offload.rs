@@ -113,6 +113,11 @@ impl VnetHdr {
     }
 
     /// Whether the frame needs nothing done to be sent as it is.
+    /// A UDP super-frame (USO), which not every kernel takes.
+    pub fn is_udp_gso(&self) -> bool {
+        self.is_gso() && self.gso_type & !gso::ECN == gso::UDP_L4
+    }
+
     pub fn is_plain(&self) -> bool {
         !self.is_gso() && self.flags & F_NEEDS_CSUM == 0
     }
@@ -198,11 +203,16 @@ pub fn complete_checksum(frame: &mut [u8], h: &VnetHdr) -> Result<(), OffloadErr
 /// completes its checksum, or cuts a super-frame into segments of
 /// `gso_size` payload bytes each with their headers, lengths, IPv4 ids,
 /// TCP sequence numbers and flags, and checksums set, as the kernel's GSO
-/// would. Each resulting frame goes to `out`.
+/// would. Each resulting frame goes to `out`; on an error none has.
 pub fn finish(frame: Frame, h: &VnetHdr, mut out: impl FnMut(Frame)) -> Result<(), OffloadError> {
     if !h.is_gso() {
         if h.flags & F_NEEDS_CSUM != 0 {
-            let mut b = BytesMut::from(frame.as_ref());
+            // In place when nothing else holds the frame (a TAP read or a
+            // received message usually owns its buffer alone).
+            let mut b = frame
+                .into_bytes()
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             complete_checksum(&mut b, h)?;
             out(Frame::new(b.freeze()));
         } else {
@@ -558,7 +568,7 @@ pub(crate) mod tests {
     }
 
     /// An IPv6 super-frame of `proto` (6: TCP, 17: UDP) carrying `payload`.
-    fn v6_super(payload: &[u8], proto: u8, mss: u16) -> (Vec<u8>, VnetHdr) {
+    pub(crate) fn v6_super(payload: &[u8], proto: u8, mss: u16) -> (Vec<u8>, VnetHdr) {
         let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x86, 0xdd];
         let l4_len = if proto == 6 { 20 } else { 8 };
         let plen = (l4_len + payload.len()) as u16;

@@ -225,7 +225,6 @@ impl Tap {
                 refused: 0,
                 log_limit: LogLimiter::default(),
                 vnet,
-                uso: self.uso,
             }),
             PeerInfo {
                 scheme: "tap",
@@ -233,6 +232,7 @@ impl Tap {
             },
         );
         link.offload = vnet;
+        link.offload_udp = self.uso;
         link
     }
 }
@@ -414,8 +414,6 @@ struct TapTx {
     log_limit: LogLimiter,
     /// Each write starts with a virtio-net header.
     vnet: bool,
-    /// The kernel takes UDP super-frames; without it they are cut here.
-    uso: bool,
 }
 
 /// `poll_ready` pushes back at this many queued frames or bytes.
@@ -483,22 +481,6 @@ impl Sink<Frame> for TapTx {
 
     fn start_send(self: Pin<&mut Self>, item: Frame) -> Result<(), LinkError> {
         let this = self.get_mut();
-        let udp_gso = item.meta.vnet.is_some_and(|h| {
-            h.is_gso() && h.gso_type & !crate::offload::gso::ECN == crate::offload::gso::UDP_L4
-        });
-        if udp_gso && !this.uso {
-            // A peer's UDP super-frame this kernel cannot take: cut it here.
-            let h = item.meta.vnet.unwrap_or_default();
-            let (queue, bytes) = (&mut this.queue, &mut this.queued_bytes);
-            let cut = crate::offload::finish(item, &h, |f| {
-                *bytes += f.len();
-                queue.push_back(f);
-            });
-            if cut.is_err() {
-                this.refused += 1;
-            }
-            return Ok(());
-        }
         this.queued_bytes += item.len();
         this.queue.push_back(item);
         Ok(())

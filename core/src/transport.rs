@@ -107,6 +107,10 @@ pub struct Link {
     /// node completes checksums and segments super-frames in software
     /// before `tx` sees them.
     pub offload: bool,
+    /// With `offload`: the link takes UDP super-frames (`gso_type` 5,
+    /// USO) too. A TAP whose kernel lacks USO (before Linux 6.2) says
+    /// false, and the node cuts those for it.
+    pub offload_udp: bool,
 }
 
 impl Link {
@@ -118,6 +122,7 @@ impl Link {
             peer,
             on_close: None,
             offload: false,
+            offload_udp: false,
         }
     }
 }

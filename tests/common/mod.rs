@@ -340,6 +340,11 @@ pub fn two_hosts(tag: &str, server_args: &[&str]) -> TwoHosts {
 }
 
 pub fn start_server(ns: &Netns, extra: &[&str]) -> Proc {
+    start_server_at(ns, "198.19.0.1/24", extra)
+}
+
+/// Like [`start_server`], with the server's TAP at `tap_cidr`.
+pub fn start_server_at(ns: &Netns, tap_cidr: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "server",
         "--listen",
@@ -347,7 +352,7 @@ pub fn start_server(ns: &Netns, extra: &[&str]) -> Proc {
         "--tap",
         "ethws0",
         "--address",
-        "198.19.0.1/24",
+        tap_cidr,
     ];
     args.extend_from_slice(extra);
     let p = ns.etherws("server", &args);

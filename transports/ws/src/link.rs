@@ -206,6 +206,8 @@ where
         }),
         peer,
         offload: p.vnet,
+        // The peer node cuts them for its own TAP if its kernel must.
+        offload_udp: p.vnet,
     };
     (link, handle)
 }
@@ -572,6 +574,26 @@ mod tests {
         }
     }
 
+    /// A server end at MTU 1500, without keepalive.
+    fn server(vnet: bool) -> LinkParams {
+        LinkParams {
+            role: Role::Server,
+            leftover: Vec::new(),
+            max_frame: 1522,
+            hard_limit: 70_000,
+            keepalive: None,
+            vnet,
+            guard: None,
+        }
+    }
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            scheme: "ws",
+            remote: "test".into(),
+        }
+    }
+
     #[test]
     fn a_pong_goes_out_behind_a_full_write_buffer() {
         let mut ping = Vec::new();
@@ -582,20 +604,7 @@ mod tests {
             open: open.clone(),
             taken: taken.clone(),
         };
-        let params = LinkParams {
-            role: Role::Server,
-            leftover: Vec::new(),
-            max_frame: 1522,
-            hard_limit: 70_000,
-            keepalive: None,
-            vnet: false,
-            guard: None,
-        };
-        let peer = PeerInfo {
-            scheme: "ws",
-            remote: "test".into(),
-        };
-        let (mut link, _) = make_link(futures::io::Cursor::new(ping), gate, params, peer);
+        let (mut link, _) = make_link(futures::io::Cursor::new(ping), gate, server(false), peer());
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         // Fill the write buffer past its high mark: the sink pushes back.
@@ -656,20 +665,7 @@ mod tests {
             open: Arc::new(AtomicBool::new(true)),
             taken: taken.clone(),
         };
-        let params = LinkParams {
-            role: Role::Server,
-            leftover: Vec::new(),
-            max_frame: 1522,
-            hard_limit: 70_000,
-            keepalive: None,
-            vnet: true,
-            guard: None,
-        };
-        let peer = PeerInfo {
-            scheme: "ws",
-            remote: "test".into(),
-        };
-        let (mut link, _) = make_link(futures::io::Cursor::new(input), gate, params, peer);
+        let (mut link, _) = make_link(futures::io::Cursor::new(input), gate, server(true), peer());
         assert!(link.offload);
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
