@@ -35,10 +35,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Accept WebSocket clients and switch frames between them and a TAP.
+    /// Accept clients (ws, wss, udp...) and switch frames between them and
+    /// a TAP.
     Server(ServerArgs),
     /// Join a TAP device to a server's Ethernet segment.
     Client(ClientArgs),
+    /// Serve one link on stdin/stdout (the stream framing of
+    /// spec/protocol.md §12), for `exec:` transports, e.g. over SSH:
+    /// logs go to stderr, the report too.
+    Stdio(StdioArgs),
     /// Self-contained demo: a server and two clients in network namespaces
     /// (needs root and iproute2), ping across the tunnel, then clean up.
     Demo(DemoArgs),
@@ -127,8 +132,8 @@ pub struct SwitchArgs {
 /// Options of every link, on both sides.
 #[derive(Args, Debug, Clone)]
 pub struct LinkArgs {
-    /// Send a WebSocket Ping after this many seconds without receiving
-    /// anything (0: no keepalive). Keep it below the idle timeout of any
+    /// Send a keepalive (WebSocket Ping, udp PING) after this many seconds
+    /// without receiving anything (0: no keepalive). Keep it below the idle timeout of any
     /// proxy on the way (often 60 s).
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub ping_interval: u64,
@@ -142,13 +147,30 @@ pub struct LinkArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub handshake_timeout: u64,
+    /// udp:// only: authenticate every datagram with the key in this file
+    /// (its first line, at least 16 bytes; both ends need the same).
+    /// udp:// never encrypts: anyone on the path still reads the frames.
+    #[arg(long, value_name = "FILE")]
+    pub psk_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct StdioArgs {
+    #[command(flatten)]
+    pub link: LinkArgs,
+    #[command(flatten)]
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub switch: SwitchArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT")]
-    pub listen: String,
+    /// Where to listen: ADDR:PORT serves ws:// (wss:// with --tls-cert)
+    /// on --path; a URL names its transport, e.g. udp://0.0.0.0:8080.
+    /// Repeat to serve several at once.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT|URL")]
+    pub listen: Vec<String>,
     /// The only URL path served; WebSocket requests for other paths are
     /// refused with HTTP 404.
     #[arg(long, default_value = "/")]
@@ -205,7 +227,8 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Server URL, e.g. ws://host:8080/ or wss://host/. Give several for
+    /// Server URL, e.g. ws://host:8080/, wss://host/ or udp://host:8080.
+    /// Give several for
     /// failover: they are tried in order, and while on a later one the
     /// earlier ones are retried every --failback seconds.
     #[arg(value_name = "URL", required = true, num_args = 1..)]

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use etherws_core::{Link, PortConfig, PortEnd, PortKind, Registry, TransportError};
+use anyhow::{Context, Result};
+use etherws_core::{Link, LinkParams, PortConfig, PortEnd, PortKind, Registry, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
@@ -79,12 +79,13 @@ fn link_worked(up: Duration, c: &etherws_core::Counts) -> bool {
 /// error when none does.
 async fn connect_first(
     registry: &Registry,
+    params: &LinkParams,
     urls: &[Url],
     upto: usize,
 ) -> Result<(usize, Link), (usize, TransportError)> {
     let mut last = None;
     for (i, url) in urls.iter().enumerate().take(upto) {
-        match registry.connect(url).await {
+        match registry.connect(url, params).await {
             Ok(link) => return Ok((i, link)),
             Err(e) => {
                 if urls.len() > 1 {
@@ -105,17 +106,14 @@ pub async fn run(
 ) -> Result<()> {
     let registry = transports.registry();
     for url in &args.urls {
-        if registry.get(url.scheme()).is_none() {
-            bail!(
-                "unsupported URL scheme {:?} in {} (supported: {})",
-                url.scheme(),
-                url,
-                registry.schemes().join(", ")
-            );
-        }
+        registry
+            .resolve(url)
+            .with_context(|| format!("cannot use {url}"))?;
     }
+    let params = transports.params.clone();
     let mut wired = build_node(&args.tap, &args.switch)?;
     wired.transports = Some(transports.ws.clone());
+    wired.udp = Some(transports.udp.stats().clone());
     let node = wired.node.clone();
     let tap = attach_tap(&ex, &node, &args.tap)?;
     spawn_housekeeping(&ex, &node, &args.switch);
@@ -137,7 +135,7 @@ pub async fn run(
                 }
                 let made = match next.take() {
                     Some(n) => Ok(n),
-                    None => connect_first(&registry, &urls, urls.len()).await,
+                    None => connect_first(&registry, &params, &urls, urls.len()).await,
                 };
                 match made {
                     Ok((i, link)) => {
@@ -155,7 +153,9 @@ pub async fn run(
                             let probe = async {
                                 loop {
                                     Timer::after(failback).await;
-                                    if let Ok(found) = connect_first(&registry, &urls, i).await {
+                                    if let Ok(found) =
+                                        connect_first(&registry, &params, &urls, i).await
+                                    {
                                         return found;
                                     }
                                 }

@@ -23,6 +23,10 @@ pub struct Wired {
     pub counters: Vec<(&'static str, Arc<AtomicU64>)>,
     /// Transports to reload on SIGHUP (certificates, htpasswd).
     pub transports: Option<etherws_ws::Ws>,
+    /// The udp transport's drop counters, for the report.
+    pub udp: Option<Arc<etherws_udp::UdpStats>>,
+    /// Write the report to stderr (stdout carries the link: `stdio`).
+    pub report_to_stderr: bool,
 }
 
 impl Wired {
@@ -40,6 +44,8 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             chains: Vec::new(),
             counters: Vec::new(),
             transports: None,
+            udp: None,
+            report_to_stderr: false,
         });
     }
     let host = Host::new().context("starting the WASM filter host")?;
@@ -66,6 +72,8 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
         chains: vec![ingress, egress],
         counters: Vec::new(),
         transports: None,
+        udp: None,
+        report_to_stderr: false,
     })
 }
 
@@ -208,7 +216,11 @@ pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
 /// and exit).
 pub fn report(w: &Wired) {
     let node = &w.node;
-    let mut out = std::io::stdout().lock();
+    let mut out: Box<dyn Write> = if w.report_to_stderr {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     let _ = writeln!(out, "frames switched: {}", node.frames_switched());
     for (name, v) in &w.counters {
         let _ = writeln!(
@@ -216,6 +228,14 @@ pub fn report(w: &Wired) {
             "{name}: {}",
             v.load(std::sync::atomic::Ordering::Relaxed)
         );
+    }
+    if let Some(u) = &w.udp {
+        for (name, v) in u.counters() {
+            let v = v.load(std::sync::atomic::Ordering::Relaxed);
+            if v > 0 {
+                let _ = writeln!(out, "{name}: {v}");
+            }
+        }
     }
     for p in node.ports() {
         let _ = writeln!(out, "{p}");

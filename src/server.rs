@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etherws_core::stats::{suppressed_note, LogLimiter};
-use etherws_core::{PortConfig, PortKind, TransportError};
+use etherws_core::{Listener, Node, PortConfig, PortKind, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
@@ -48,7 +48,12 @@ impl Refused {
     }
 }
 
+/// `--listen` as a URL: one with a scheme as it is, `ADDR:PORT` as ws://
+/// (wss:// with TLS) on `path`.
 pub fn listen_url(listen: &str, path: &str, tls: bool) -> Result<Url> {
+    if listen.contains("://") {
+        return Url::parse(listen).with_context(|| format!("bad --listen URL {listen:?}"));
+    }
     if !path.starts_with('/') {
         bail!("--path must start with '/': {path:?}");
     }
@@ -67,68 +72,59 @@ pub async fn run(
     transports: Transports,
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
-    let url = listen_url(&args.listen, &args.path, args.tls_cert.is_some())?;
+    let urls = args
+        .listen
+        .iter()
+        .map(|l| listen_url(l, &args.path, args.tls_cert.is_some()))
+        .collect::<Result<Vec<_>>>()?;
     let registry = transports.registry();
+    for url in &urls {
+        registry.resolve(url)?;
+    }
     let mut wired = build_node(&args.tap, &args.switch)?;
     wired.transports = Some(transports.ws.clone());
+    wired.udp = Some(transports.udp.stats().clone());
     let node = wired.node.clone();
     let tap = if args.no_tap {
         None
     } else {
         Some(attach_tap(&ex, &node, &args.tap)?)
     };
-    let mut listener = registry
-        .listen(&url)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    log::info!(
-        "listening on {}://{}{} ({})",
-        url.scheme(),
-        listener.local_addr(),
-        args.path,
-        if args.switch.hub {
-            "hub"
-        } else {
-            "learning switch"
-        }
-    );
+    let mut listeners = Vec::new();
+    for url in &urls {
+        let listener = registry
+            .listen(url, &transports.params)
+            .await
+            .with_context(|| format!("cannot listen on {url}"))?;
+        let shown = match url.scheme() {
+            "ws" | "wss" => format!("{}://{}{}", url.scheme(), listener.local_addr(), url.path()),
+            s => format!("{s}://{}", listener.local_addr()),
+        };
+        log::info!(
+            "listening on {shown} ({})",
+            if args.switch.hub {
+                "hub"
+            } else {
+                "learning switch"
+            }
+        );
+        listeners.push(listener);
+    }
     spawn_housekeeping(&ex, &node, &args.switch);
 
     let refused = Arc::new(Refused::default());
     wired.add_counter("connections refused", refused.total.clone());
-    let accept = {
-        let ex = ex.clone();
-        let node = node.clone();
-        let refused = refused.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok(pending) => {
-                        let node = node.clone();
-                        let ex2 = ex.clone();
-                        let refused = refused.clone();
-                        ex.spawn(async move {
-                            match pending.await {
-                                Ok(link) => {
-                                    let port =
-                                        node.attach(link, PortKind::Link, PortConfig::default());
-                                    run_port(&ex2, port).await;
-                                }
-                                Err(e) => refused.note(&e),
-                            }
-                        })
-                        .detach();
-                    }
-                    Err(e) => {
-                        // E.g. out of file descriptors: back off briefly, keep serving.
-                        refused.note(&e);
-                        Timer::after(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }
-    };
-    let accept = ex.spawn(accept);
+    let accepts: Vec<smol::Task<()>> = listeners
+        .into_iter()
+        .map(|listener| {
+            ex.spawn(accept_loop(
+                ex.clone(),
+                node.clone(),
+                listener,
+                refused.clone(),
+            ))
+        })
+        .collect();
 
     let stopped = until_stopped(&wired, &signals).boxed();
     let result = match tap {
@@ -144,7 +140,38 @@ pub async fn run(
     report(&wired);
     // Stop accepting before closing the ports: clients that reconnect at
     // once must not slip in after the shutdown began.
-    accept.cancel().await;
+    for a in accepts {
+        a.cancel().await;
+    }
     shutdown(&node).await;
     result
+}
+
+/// Accepts links for as long as the server runs; each one's handshake
+/// runs on its own task, so a slow peer holds up nobody.
+async fn accept_loop(ex: Ex, node: Node, mut listener: Box<dyn Listener>, refused: Arc<Refused>) {
+    loop {
+        match listener.accept().await {
+            Ok(pending) => {
+                let node = node.clone();
+                let ex2 = ex.clone();
+                let refused = refused.clone();
+                ex.spawn(async move {
+                    match pending.await {
+                        Ok(link) => {
+                            let port = node.attach(link, PortKind::Link, PortConfig::default());
+                            run_port(&ex2, port).await;
+                        }
+                        Err(e) => refused.note(&e),
+                    }
+                })
+                .detach();
+            }
+            Err(e) => {
+                // E.g. out of file descriptors: back off briefly, keep serving.
+                refused.note(&e);
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }

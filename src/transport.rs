@@ -1,44 +1,76 @@
-//! The transports this binary knows, configured from the command line.
+//! The transports this program knows, configured from the command line,
+//! and the link parameters every one of them gets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use etherws_core::Registry;
+use etherws_core::{Keepalive, LinkParams, Registry};
+use etherws_udp::{Key, Udp, UdpConfig};
 use etherws_ws::auth::Htpasswd;
 use etherws_ws::proxy::Proxy;
 use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
-use etherws_ws::{ClientConfig, Keepalive, ProxyChoice, ServerConfig, Ws, WsConfig};
+use etherws_ws::{ClientConfig, ProxyChoice, ServerConfig, Ws, WsConfig};
 
 use crate::cli::{ClientArgs, LinkArgs, ServerArgs, SwitchArgs, TapArgs};
 
-/// The ws transport (one value, shared by the registry and SIGHUP).
+/// The built-in transports (kept by value for SIGHUP and the report), a
+/// program's own, and what every link gets.
 pub struct Transports {
     pub ws: Ws,
+    pub udp: Udp,
+    pub extra: Registry,
+    pub params: LinkParams,
 }
 
 impl Transports {
-    /// Every transport, keyed by URL scheme.
+    /// Every transport, keyed by URL scheme; `extra`'s win.
     pub fn registry(&self) -> Registry {
-        Registry::new().with(self.ws.clone())
+        Registry::new()
+            .with(self.ws.clone())
+            .with(self.udp.clone())
+            .merge(&self.extra)
     }
 }
 
-fn base(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> WsConfig {
-    WsConfig {
-        max_frame: crate::node::node_config(tap, sw).max_frame,
-        handshake_timeout: Duration::from_secs(link.handshake_timeout),
-        keepalive: (link.ping_interval > 0).then(|| Keepalive {
+/// What every link gets, from the node's MTU and the link options.
+pub fn link_params(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> LinkParams {
+    LinkParams::new(crate::node::node_config(tap, sw).max_frame)
+        .with_offload(!tap.no_offload)
+        .with_handshake_timeout(Duration::from_secs(link.handshake_timeout))
+        .with_keepalive((link.ping_interval > 0).then(|| Keepalive {
             interval: Duration::from_secs(link.ping_interval),
             timeout: Duration::from_secs(link.ping_timeout),
-        }),
-        offload: !tap.no_offload,
-        ..WsConfig::default()
-    }
+        }))
 }
 
-pub fn for_server(a: &ServerArgs) -> Result<Transports> {
-    let mut cfg = base(&a.link, &a.tap, &a.switch);
+fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
+    let psk = match &link.psk_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --psk-file {}", f.display()))?;
+            let line = text.lines().next().unwrap_or("").trim();
+            Some(
+                Key::new(line.as_bytes())
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("--psk-file {}", f.display()))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Udp::new(UdpConfig {
+        psk,
+        max_peers: if max_peers == 0 {
+            usize::MAX
+        } else {
+            max_peers
+        },
+        ..UdpConfig::default()
+    }))
+}
+
+pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
+    let mut cfg = WsConfig::default();
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             TlsServer::new(ServerTlsFiles {
@@ -72,7 +104,12 @@ pub fn for_server(a: &ServerArgs) -> Result<Transports> {
         max_pending: a.max_pending.max(1),
         max_pending_per_ip: a.max_pending_per_ip,
     };
-    Ok(Transports { ws: Ws::new(cfg) })
+    Ok(Transports {
+        ws: Ws::new(cfg),
+        udp: udp(&a.link, a.max_clients)?,
+        extra,
+        params: link_params(&a.link, &a.tap, &a.switch),
+    })
 }
 
 /// The password for `--user`: the file's first line, else
@@ -94,8 +131,8 @@ fn password(a: &ClientArgs, user: &str) -> Result<String> {
     bail!("--user {user} needs a password: --password-file FILE, $ETHERWS_PASSWORD, or a terminal to ask on")
 }
 
-pub fn for_client(a: &ClientArgs) -> Result<Transports> {
-    let mut cfg = base(&a.link, &a.tap, &a.switch);
+pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
+    let mut cfg = WsConfig::default();
     let wss = a.urls.iter().any(|u| u.scheme() == "wss");
     let tls_files = ClientTlsFiles {
         ca: a.ca.clone(),
@@ -139,5 +176,10 @@ pub fn for_client(a: &ClientArgs) -> Result<Transports> {
         headers: a.headers.clone(),
         proxy,
     };
-    Ok(Transports { ws: Ws::new(cfg) })
+    Ok(Transports {
+        ws: Ws::new(cfg),
+        udp: udp(&a.link, 0)?,
+        extra,
+        params: link_params(&a.link, &a.tap, &a.switch),
+    })
 }

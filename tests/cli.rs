@@ -56,7 +56,11 @@ fn unknown_scheme_is_a_clear_error() {
     let ns = Netns::new(unique("scheme"));
     let mut p = ns.etherws("client", &["client", "--once", "gopher://198.18.0.1/"]);
     assert_eq!(p.wait_exit(std::time::Duration::from_secs(30)), Some(1));
-    assert!(p.log().contains("unsupported URL scheme"), "{}", p.log());
+    let log = p.log();
+    assert!(
+        log.contains("unknown URL scheme \"gopher\"") && log.contains("known: udp, ws, wss"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -6,19 +6,36 @@
 //! - [`transport`]: the transport plugin trait, links and the registry.
 //! - [`filter`]: the filter-chain hook.
 //! - [`node`]: the port runtime that ties links to the switch.
-//! - [`tap`]: Linux TAP devices as links.
+//! - [`stream`]: frames over any byte stream (pipes, `etherws stdio`).
+//! - [`helpers`]: small helpers for transports (URL parts, timeouts).
+//! - `tap` (feature `tap`, Linux, on by default): TAP devices as links.
+//! - `testing` (feature `testing`): in-memory links and `mem://`.
+//! - `conformance` (feature `conformance`): the kit every transport runs.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod filter;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod helpers;
 pub mod node;
 pub mod offload;
 pub mod stats;
+pub mod stream;
 pub mod switch;
+#[cfg(all(target_os = "linux", feature = "tap"))]
 pub mod tap;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod transport;
 pub mod wire;
+
+// What a transport's signatures need, at the versions core uses: a plugin
+// names `etherws_core::bytes::Bytes` and never guesses a matching version.
+pub use bytes;
+pub use futures;
+pub use url;
 
 pub use filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, Verdict};
 pub use frame::{Frame, FrameMeta};
@@ -26,7 +43,7 @@ pub use node::{AttachedPort, Node, NodeConfig, PortEnd};
 pub use stats::{Counts, DropReason, PortCounters, PortStats};
 pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
 pub use transport::{
-    CloseHook, CloseReason, FrameSink, FrameStream, Link, LinkError, Listener, PeerInfo,
-    PendingLink, Registry, Transport, TransportError,
+    CloseHook, CloseReason, FrameSink, FrameStream, Keepalive, Link, LinkError, LinkParams,
+    Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,
 };
 pub use wire::{EthernetFrame, MacAddr};

@@ -416,7 +416,10 @@ impl Node {
                         .catch_unwind()
                         .map(|r| r.unwrap_or_else(|p| PortEnd::Panicked(panic_message(&*p))));
                     let stop = stop_rx.recv().map(|_| PortEnd::Detached);
-                    match future::select(Box::pin(read), Box::pin(stop)).await {
+                    // The stop first: a port this node detached ends as
+                    // detached even when the peer's answer to our close is
+                    // already in (spec/transport.md, "Closing").
+                    match future::select(Box::pin(stop), Box::pin(read)).await {
                         Either::Left((end, _)) | Either::Right((end, _)) => end,
                     }
                 };

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Sink, Stream};
@@ -49,8 +50,8 @@ impl LinkError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    #[error("no transport registered for scheme {0:?}")]
-    UnknownScheme(String),
+    #[error("unknown URL scheme {scheme:?} (known: {known})")]
+    UnknownScheme { scheme: String, known: String },
     #[error("bad URL {url}: {reason}")]
     BadUrl { url: String, reason: String },
     /// The message already includes the I/O error; it is not repeated as a
@@ -70,12 +71,92 @@ pub enum TransportError {
     Timeout(String),
 }
 
+/// Dead-peer detection for a link: what `--ping-interval` and
+/// `--ping-timeout` set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Send a probe (ws: a Ping) after this long without receiving anything.
+    pub interval: Duration,
+    /// Fail the link after interval + this without receiving anything.
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// The longest silence a live link may have.
+    pub fn dead_after(&self) -> Duration {
+        self.interval + self.timeout
+    }
+}
+
+/// What the node asks of every link a transport makes: passed to
+/// [`Transport::connect`] and [`Transport::listen`], so a program sets
+/// these once for all its transports. A transport may have settings of its
+/// own besides (certificates, keys...), in its own config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkParams {
+    /// The largest frame the node takes (MTU + 14 + 2 × 4, see
+    /// [`crate::wire::MAX_OVERHEAD`]). A transport must carry every frame
+    /// up to this whole; it bounds its own buffers by it.
+    pub max_frame: usize,
+    /// The node may hand super-frames with offload metadata to links that
+    /// negotiate carrying them ([`Link::offload`]). When false, a
+    /// transport must not offer or accept offload to the peer.
+    pub offload: bool,
+    /// How long connection setup may take: dialling plus every handshake
+    /// (and, on a listener, a peer's handshake).
+    pub handshake_timeout: Duration,
+    /// `None`: no probes, no dead-peer detection (a transport whose wire
+    /// needs traffic to stay open, e.g. through NAT, may still send some).
+    pub keepalive: Option<Keepalive>,
+}
+
+impl LinkParams {
+    /// Defaults for a node with this max frame: offload allowed, 10 s of
+    /// handshake, a probe after 15 s of silence and death after 10 s more.
+    pub fn new(max_frame: usize) -> Self {
+        LinkParams {
+            max_frame,
+            offload: true,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(15),
+                timeout: Duration::from_secs(10),
+            }),
+        }
+    }
+
+    pub fn with_offload(mut self, on: bool) -> Self {
+        self.offload = on;
+        self
+    }
+
+    pub fn with_handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    pub fn with_keepalive(mut self, k: Option<Keepalive>) -> Self {
+        self.keepalive = k;
+        self
+    }
+}
+
+impl Default for LinkParams {
+    /// [`LinkParams::new`] for an MTU of 1500.
+    fn default() -> Self {
+        LinkParams::new(1500 + crate::wire::MAX_OVERHEAD)
+    }
+}
+
 /// Who is at the other end of a link.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
     /// The transport's scheme (`ws`, `wss`, ...).
     pub scheme: &'static str,
-    /// The remote address or a description of the peer.
+    /// The remote address (`ip:port`) when the peer has one, else a
+    /// description of the peer (e.g. the command at the other end of a
+    /// pipe). Logs and reports show it after `scheme://`.
     pub remote: String,
 }
 
@@ -163,10 +244,21 @@ pub trait Listener: Send {
 pub trait Transport: Send + Sync {
     /// URL schemes this transport serves, e.g. `["ws"]`.
     fn schemes(&self) -> &[&'static str];
-    /// Dials `url` and returns the link once it is established.
-    fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>>;
-    /// Binds to `url` and returns a listener.
-    fn listen(&self, url: &Url) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>>;
+    /// Dials `url` and returns the link once it is established, within
+    /// `params.handshake_timeout`.
+    fn connect(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Link, TransportError>>;
+    /// Binds to `url` and returns a listener whose links follow `params`.
+    /// The future binds: once it resolved, peers can connect (a bind
+    /// error is its `Err`).
+    fn listen(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>>;
 }
 
 /// Maps URL schemes to transports. Built explicitly:
@@ -183,8 +275,21 @@ impl Registry {
 
     /// Adds a transport. A later registration of the same scheme wins, so a
     /// program can override a built-in.
-    pub fn with(mut self, t: impl Transport + 'static) -> Self {
-        self.transports.insert(0, Arc::new(t));
+    pub fn with(self, t: impl Transport + 'static) -> Self {
+        self.with_arc(Arc::new(t))
+    }
+
+    /// [`Registry::with`] for a transport already shared.
+    pub fn with_arc(mut self, t: Arc<dyn Transport>) -> Self {
+        self.transports.insert(0, t);
+        self
+    }
+
+    /// Adds every transport of `other`; its schemes win over ours.
+    pub fn merge(mut self, other: &Registry) -> Self {
+        for t in other.transports.iter().rev() {
+            self = self.with_arc(t.clone());
+        }
         self
     }
 
@@ -209,14 +314,23 @@ impl Registry {
         v
     }
 
-    fn resolve(&self, url: &Url) -> Result<&Arc<dyn Transport>, TransportError> {
+    /// The transport for `url`'s scheme; an unknown scheme is an error that
+    /// lists the known ones.
+    pub fn resolve(&self, url: &Url) -> Result<&Arc<dyn Transport>, TransportError> {
         self.get(url.scheme())
-            .ok_or_else(|| TransportError::UnknownScheme(url.scheme().to_string()))
+            .ok_or_else(|| TransportError::UnknownScheme {
+                scheme: url.scheme().to_string(),
+                known: self.schemes().join(", "),
+            })
     }
 
-    pub fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>> {
+    pub fn connect(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Link, TransportError>> {
         match self.resolve(url) {
-            Ok(t) => t.connect(url),
+            Ok(t) => t.connect(url, params),
             Err(e) => Box::pin(futures::future::ready(Err(e))),
         }
     }
@@ -224,9 +338,10 @@ impl Registry {
     pub fn listen(
         &self,
         url: &Url,
+        params: &LinkParams,
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
         match self.resolve(url) {
-            Ok(t) => t.listen(url),
+            Ok(t) => t.listen(url, params),
             Err(e) => Box::pin(futures::future::ready(Err(e))),
         }
     }

@@ -33,18 +33,18 @@ pub mod tls;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etherws_core::{Link, Listener, PeerInfo, Transport, TransportError};
-use futures::future::{self, BoxFuture, Either};
+use etherws_core::{Link, LinkParams, Listener, PeerInfo, Transport, TransportError};
+use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
-use smol::Timer;
 use url::Url;
 
 use crate::auth::Htpasswd;
 pub use crate::codec::Role;
 use crate::handshake::{Refusal, MAX_HEAD};
-pub use crate::link::{Keepalive, LinkHandle, READ_BUF, WRITE_HIGH};
+pub use crate::link::{LinkHandle, READ_BUF, WRITE_HIGH};
 use crate::proxy::Proxy;
 use crate::tls::{TlsClient, TlsServer};
+pub use etherws_core::Keepalive;
 
 /// Headroom above the largest frame before a message is refused outright:
 /// the link is closed with code 1009. Messages between the frame limit and
@@ -124,7 +124,10 @@ impl Default for ServerConfig {
     }
 }
 
-/// Settings of the ws transport.
+/// Settings of the ws transport. Through the [`Transport`] trait, the
+/// node's [`LinkParams`] set max frame, handshake timeout and keepalive
+/// ([`WsConfig::with_params`]); the values here serve [`link_over`] and
+/// direct users of the client and server code.
 #[derive(Clone, Debug)]
 pub struct WsConfig {
     /// Largest Ethernet frame expected (MTU + header + VLAN tags).
@@ -158,6 +161,28 @@ impl WsConfig {
     /// The largest message tolerated at all (spec/protocol.md §4).
     pub fn hard_limit(&self) -> usize {
         self.max_frame + MESSAGE_HEADROOM
+    }
+
+    /// The link parameters this config stands for (the inverse of
+    /// [`WsConfig::with_params`]), for tests and direct users.
+    pub fn link_params(&self) -> LinkParams {
+        LinkParams::new(self.max_frame)
+            .with_offload(self.offload)
+            .with_handshake_timeout(self.handshake_timeout)
+            .with_keepalive(self.keepalive)
+    }
+
+    /// This config with the node's link parameters, as the [`Transport`]
+    /// trait passes them: max frame, handshake timeout and keepalive are
+    /// the node's; offload is offered only if both allow it.
+    pub fn with_params(&self, p: &LinkParams) -> WsConfig {
+        WsConfig {
+            max_frame: p.max_frame,
+            handshake_timeout: p.handshake_timeout,
+            keepalive: p.keepalive,
+            offload: self.offload && p.offload,
+            ..self.clone()
+        }
     }
 }
 
@@ -257,40 +282,10 @@ impl Ws {
     }
 }
 
-fn bad_url(url: &Url, reason: &str) -> TransportError {
-    TransportError::BadUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    }
-}
+pub(crate) use etherws_core::helpers::{io_error as io_err, timeout};
 
 fn host_port(url: &Url) -> Result<(String, u16), TransportError> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad_url(url, "no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| bad_url(url, "no port"))?;
-    Ok((host, port))
-}
-
-async fn timeout<T>(
-    d: Duration,
-    what: String,
-    f: impl std::future::Future<Output = Result<T, TransportError>>,
-) -> Result<T, TransportError> {
-    match future::select(Box::pin(f), Timer::after(d)).await {
-        Either::Left((r, _)) => r,
-        Either::Right(_) => Err(TransportError::Timeout(what)),
-    }
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TransportError {
-    let context = context.into();
-    move |error| TransportError::Io { context, error }
+    etherws_core::helpers::host_port(url, None)
 }
 
 /// Why reading a head failed.
@@ -374,11 +369,20 @@ impl Transport for Ws {
         &["ws", "wss"]
     }
 
-    fn connect(&self, url: &Url) -> BoxFuture<'static, Result<Link, TransportError>> {
-        client::connect(self.cfg.clone(), url.clone()).boxed()
+    fn connect(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Link, TransportError>> {
+        client::connect(Arc::new(self.cfg.with_params(params)), url.clone()).boxed()
     }
 
-    fn listen(&self, url: &Url) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
-        server::listen(self.cfg.clone(), self.users.clone(), url.clone()).boxed()
+    fn listen(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
+        let cfg = Arc::new(self.cfg.with_params(params));
+        server::listen(cfg, self.users.clone(), url.clone()).boxed()
     }
 }

@@ -50,21 +50,7 @@ const CONTROL_BURST: usize = 64;
 /// (a peer sending endless empty fragments must not pin a thread).
 const READ_BURST: usize = 16;
 
-/// Ping cadence and dead-peer timeout of a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Send a Ping after this long without receiving anything.
-    pub interval: Duration,
-    /// Fail the link after interval + this without receiving anything.
-    pub timeout: Duration,
-}
-
-impl Keepalive {
-    /// The longest silence a live link may have.
-    pub fn dead_after(&self) -> Duration {
-        self.interval + self.timeout
-    }
-}
+pub use etherws_core::Keepalive;
 
 /// What a link needs besides its two halves.
 pub(crate) struct LinkParams {

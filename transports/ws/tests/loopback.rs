@@ -141,8 +141,9 @@ fn our_client_talks_to_a_tungstenite_server() {
             },
             ..WsConfig::default()
         };
+        let params = cfg.link_params();
         let reg = Registry::new().with(Ws::new(cfg));
-        let mut link = reg.connect(&url).await.unwrap();
+        let mut link = reg.connect(&url, &params).await.unwrap();
         assert!(!link.offload, "the server chose plain frames");
         for len in [14usize, 1522, 200] {
             let f = eth([2, 0, 0, 0, 0, 1], 2, len);

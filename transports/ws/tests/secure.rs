@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eth, serve, wait, T};
-use etherws_core::{Frame, Link, Node, NodeConfig, Registry, TransportError};
+use etherws_core::{Frame, Link, LinkParams, Node, NodeConfig, Registry, TransportError};
 use etherws_ws::auth::Htpasswd;
 use etherws_ws::proxy::Proxy;
 use etherws_ws::testing::{write, Ca, KeyKind};
@@ -69,7 +69,7 @@ fn ca_files(ca: &Ca, tag: &str) -> ClientTlsFiles {
 }
 
 fn connect(reg: &Registry, url: &str) -> Result<Link, TransportError> {
-    smol::block_on(reg.connect(&Url::parse(url).unwrap()))
+    smol::block_on(reg.connect(&Url::parse(url).unwrap(), &LinkParams::default()))
 }
 
 /// Two links from `reg` to `url`: a frame sent on one arrives on the other
@@ -420,16 +420,19 @@ fn the_client_notices_a_server_that_stopped_answering() {
         std::thread::sleep(Duration::from_secs(6));
         drop(ws);
     });
-    let reg = Registry::new().with(Ws::new(WsConfig {
+    let cfg = WsConfig {
         keepalive: keepalive(300),
         client: ClientConfig {
             proxy: ProxyChoice::Direct,
             ..ClientConfig::default()
         },
         ..WsConfig::default()
-    }));
+    };
+    let params = cfg.link_params();
+    let reg = Registry::new().with(Ws::new(cfg));
     let node = Node::new(NodeConfig::for_mtu(1500));
-    let link = connect(&reg, &format!("ws://{addr}/")).unwrap();
+    let url = Url::parse(&format!("ws://{addr}/")).unwrap();
+    let link = smol::block_on(reg.connect(&url, &params)).unwrap();
     let t = Instant::now();
     let n = node.clone();
     std::thread::spawn(move || smol::block_on(common::run_link(&n, link)));

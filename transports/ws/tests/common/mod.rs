@@ -27,8 +27,9 @@ pub fn serve_node(
     url: &str,
 ) -> (String, Node, async_channel::Receiver<TransportError>) {
     let url = Url::parse(url).unwrap();
+    let params = transport.config().link_params();
     let reg = Registry::new().with(transport);
-    let mut listener = smol::block_on(reg.listen(&url)).unwrap();
+    let mut listener = smol::block_on(reg.listen(&url, &params)).unwrap();
     let addr = listener.local_addr();
     let (etx, erx) = async_channel::unbounded();
     let n = node.clone();

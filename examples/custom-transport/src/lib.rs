@@ -1,0 +1,312 @@
+//! Two transports written against etherws-core's public API alone, as a
+//! third party would (spec/transport.md):
+//!
+//! - `exec:COMMAND ARGS...` runs a command and speaks the stream framing
+//!   (spec/protocol.md §12) over its stdin and stdout. With `etherws stdio`
+//!   at the other end, `exec:ssh host etherws stdio` tunnels over SSH
+//!   with no port opened on the host. Dial only.
+//! - `unix:PATH` carries the same framing over a Unix stream socket:
+//!   listen and dial, for tunnels between containers on one host.
+//!
+//! `src/main.rs` registers both in a complete `etherws` program.
+
+use std::sync::Arc;
+
+use etherws_core::futures::future::BoxFuture;
+use etherws_core::futures::{AsyncRead, AsyncWrite, FutureExt};
+use etherws_core::helpers::{bad_url, io_error, timeout};
+use etherws_core::url::Url;
+use etherws_core::{
+    stream, Link, LinkParams, Listener, PeerInfo, PendingLink, Transport, TransportError,
+};
+
+/// `exec:COMMAND ARGS...`: the command line is the URL's path, split like
+/// a shell would (quotes, backslashes; no variables or globs), e.g.
+/// `exec:ssh -T host etherws stdio`.
+#[derive(Clone, Debug, Default)]
+pub struct Exec;
+
+impl Exec {
+    fn command(url: &Url) -> Result<Vec<String>, TransportError> {
+        let path = percent_decode(url.path());
+        let argv = shell_words::split(&path).map_err(|e| bad_url(url, e.to_string()))?;
+        if argv.is_empty() {
+            return Err(bad_url(
+                url,
+                "exec: needs a command, e.g. exec:ssh host etherws stdio",
+            ));
+        }
+        Ok(argv)
+    }
+}
+
+/// `%20` and friends back to bytes (a URL given with escapes).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The child's stdin, holding the child: dropping the link's sending half
+/// ends the process (`kill_on_drop`).
+struct ChildIn {
+    /// `None` once closed: the pipe's `poll_close` only flushes, and the
+    /// peer sees the end of the stream only when the descriptor closes.
+    stdin: Option<smol::process::ChildStdin>,
+    _child: Arc<smol::process::Child>,
+}
+
+fn closed() -> std::io::Error {
+    std::io::ErrorKind::BrokenPipe.into()
+}
+
+impl AsyncWrite for ChildIn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.stdin {
+            Some(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Err(closed())),
+        }
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.stdin {
+            Some(s) => std::pin::Pin::new(s).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(s) = &mut self.stdin {
+            std::task::ready!(std::pin::Pin::new(s).poll_close(cx))?;
+        }
+        self.stdin = None;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for Exec {
+    fn schemes(&self) -> &[&'static str] {
+        &["exec"]
+    }
+
+    fn connect(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Link, TransportError>> {
+        let (url, params) = (url.clone(), params.clone());
+        async move {
+            let argv = Exec::command(&url)?;
+            let shown = argv.join(" ");
+            let mut child = smol::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdin(smol::process::Stdio::piped())
+                .stdout(smol::process::Stdio::piped())
+                // Its messages (ssh's prompts, the far end's log) show.
+                .stderr(smol::process::Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(io_error(format!("running {shown:?}")))?;
+            let mut stdin = child.stdin.take().expect("piped");
+            let mut stdout = child.stdout.take().expect("piped");
+            timeout(
+                params.handshake_timeout,
+                format!("greeting from {shown:?}"),
+                stream::handshake(&mut stdout, &mut stdin, &params),
+            )
+            .await?;
+            let write = ChildIn {
+                stdin: Some(stdin),
+                _child: Arc::new(child),
+            };
+            Ok(stream::link(
+                stdout,
+                write,
+                &params,
+                PeerInfo {
+                    scheme: "exec",
+                    remote: shown,
+                },
+            ))
+        }
+        .boxed()
+    }
+
+    fn listen(
+        &self,
+        url: &Url,
+        _params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
+        let e = bad_url(
+            url,
+            "exec: only dials; run `etherws stdio` at the other end",
+        );
+        async move { Err(e) }.boxed()
+    }
+}
+
+/// `unix:PATH` (or `unix:///PATH`): the stream framing over a Unix
+/// stream socket. Listening removes a stale socket file first.
+#[derive(Clone, Debug, Default)]
+pub struct Unix;
+
+fn unix_path(url: &Url) -> Result<String, TransportError> {
+    let p = percent_decode(url.path());
+    if p.is_empty() {
+        return Err(bad_url(
+            url,
+            "unix: needs a socket path, e.g. unix:/run/etherws.sock",
+        ));
+    }
+    Ok(p)
+}
+
+async fn handshake_link<R, W>(
+    mut r: R,
+    mut w: W,
+    params: LinkParams,
+    remote: String,
+) -> Result<Link, TransportError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    stream::handshake(&mut r, &mut w, &params).await?;
+    Ok(stream::link(
+        r,
+        w,
+        &params,
+        PeerInfo {
+            scheme: "unix",
+            remote,
+        },
+    ))
+}
+
+impl Transport for Unix {
+    fn schemes(&self) -> &[&'static str] {
+        &["unix"]
+    }
+
+    fn connect(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Link, TransportError>> {
+        let (path, params) = (unix_path(url), params.clone());
+        async move {
+            let path = path?;
+            let what = format!("connecting to unix:{path}");
+            timeout(params.handshake_timeout, what.clone(), async {
+                let s = smol::net::unix::UnixStream::connect(&path)
+                    .await
+                    .map_err(io_error(what))?;
+                // The socket's two clones are independent halves (no lock).
+                handshake_link(s.clone(), s, params.clone(), path.clone()).await
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn listen(
+        &self,
+        url: &Url,
+        params: &LinkParams,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
+        // Binds now: a bind error is this future's error.
+        let r = unix_path(url).and_then(|path| {
+            let _ = std::fs::remove_file(&path);
+            let l = smol::net::unix::UnixListener::bind(&path)
+                .map_err(io_error(format!("binding unix:{path}")))?;
+            Ok(Box::new(UnixListener {
+                l,
+                path,
+                params: params.clone(),
+            }) as Box<dyn Listener>)
+        });
+        async move { r }.boxed()
+    }
+}
+
+struct UnixListener {
+    l: smol::net::unix::UnixListener,
+    path: String,
+    params: LinkParams,
+}
+
+impl Listener for UnixListener {
+    fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>> {
+        async move {
+            let (s, _) = self
+                .l
+                .accept()
+                .await
+                .map_err(io_error("accepting on a unix socket"))?;
+            let (params, remote) = (self.params.clone(), format!("{} (accepted)", self.path));
+            let t = params.handshake_timeout;
+            // The greeting runs in the pending link, under the timeout: a
+            // silent peer holds up nobody.
+            Ok(timeout(
+                t,
+                "unix: greeting",
+                handshake_link(s.clone(), s, params, remote),
+            )
+            .boxed() as PendingLink)
+        }
+        .boxed()
+    }
+
+    fn local_addr(&self) -> String {
+        self.path.clone()
+    }
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_urls_split_like_a_shell() {
+        let u: Url = "exec:ssh -T host 'etherws stdio'".parse().unwrap();
+        assert_eq!(
+            Exec::command(&u).unwrap(),
+            ["ssh", "-T", "host", "etherws stdio"]
+        );
+        let u: Url = "exec:ip%20netns%20exec%20b%20etherws%20stdio"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Exec::command(&u).unwrap(),
+            ["ip", "netns", "exec", "b", "etherws", "stdio"]
+        );
+        assert!(Exec::command(&"exec:".parse().unwrap()).is_err());
+    }
+}

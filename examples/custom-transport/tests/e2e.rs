@@ -1,0 +1,121 @@
+//! The example transport end to end: `etherws-custom client` in one
+//! network namespace runs `etherws-custom stdio` in another through
+//! `exec:` (no network between them at all: the pipe is the underlay),
+//! and ping crosses. Needs root; skips without it unless CI=true.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_etherws-custom");
+
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn run(&self, cmd: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Ends the client (SIGTERM, then SIGKILL) and reaps it; its `exec:`
+/// child sees its stdin close and ends too.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe { libc_kill(self.0.id() as i32, 15) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+#[test]
+fn exec_transport_tunnels_ping_between_two_namespaces() {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs root"
+        );
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tag = format!("exa{}", std::process::id());
+    let a = Netns::new(format!("{tag}-a"));
+    let b = Netns::new(format!("{tag}-b"));
+    let log = std::env::temp_dir().join(format!("{tag}-client.log"));
+    let far = format!(
+        "exec:ip netns exec {} {BIN} stdio --tap ethws0 --address 198.19.0.1/24",
+        b.0
+    );
+    let client = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &a.0, BIN, "client", &far])
+            .args(["--tap", "ethws0", "--address", "198.19.0.2/24"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(30) {
+        if a.run(&["ping", "-c", "1", "-W", "1", "198.19.0.1"]) {
+            ok = true;
+            break;
+        }
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ok, "no ping through exec: within 30 s:\n{text}");
+    assert!(
+        b.run(&["ping", "-c", "1", "-W", "2", "198.19.0.2"]),
+        "no ping back:\n{text}"
+    );
+    assert!(text.contains("connected to exec:"), "{text}");
+    drop(client);
+    let _ = std::fs::remove_file(log);
+}

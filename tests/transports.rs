@@ -1,0 +1,171 @@
+//! End-to-end tests of the transports besides ws: the real `etherws`
+//! binary in network namespaces (198.18.0.0/15), over udp://.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const UP: Duration = Duration::from_secs(30);
+const UDP_URL: &str = "udp://198.18.0.1:8080";
+
+fn udp_two_hosts(tag: &str, server_args: &[&str]) -> TwoHosts {
+    let mut args = vec!["--listen", "udp://0.0.0.0:8080"];
+    args.extend_from_slice(server_args);
+    two_hosts(tag, &args)
+}
+
+#[test]
+fn udp_ping_and_20_mb_both_ways_byte_identical() {
+    if !root_or_skip("udp_two_hosts") {
+        return;
+    }
+    let h = udp_two_hosts("udp2", &[]);
+    let client = start_client(&h.cli, UDP_URL, 2);
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "client -> server ping over udp failed:\n{}\n{}",
+        h.server.log(),
+        client.log()
+    );
+    assert!(
+        h.srv.ping_until("198.19.0.2", UP),
+        "server -> client ping failed"
+    );
+    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 << 20);
+    assert!(intact, "client -> server: {n} bytes, not byte-identical");
+    let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
+    assert!(intact, "server -> client: {n} bytes, not byte-identical");
+    let report = h.server.report();
+    assert!(report.contains("udp://198.18.0.2:"), "{report}");
+}
+
+#[test]
+fn udp_hub_switches_between_two_clients_beside_a_ws_listener() {
+    if !root_or_skip("udp_hub") {
+        return;
+    }
+    let s = star("udph", 2);
+    // One server, two listeners: ws on TCP 8080 (start_server's), udp on
+    // UDP 8080.
+    let server = start_server(&s.srv, &["--listen", "udp://0.0.0.0:8080"]);
+    assert!(
+        server.log().contains("listening on ws://"),
+        "{}",
+        server.log()
+    );
+    let _a = start_client(&s.clients[0], "udp://198.18.1.1:8080", 2);
+    let _b = start_client(&s.clients[1], "udp://198.18.2.1:8080", 3);
+    assert!(
+        s.clients[0].ping_until("198.19.0.3", UP),
+        "A -> B over the udp hub failed:\n{}",
+        server.log()
+    );
+    assert!(s.clients[1].ping_until("198.19.0.2", UP), "B -> A failed");
+    let report = server.report();
+    let links = report
+        .lines()
+        .filter(|l| l.starts_with("port ") && l.contains("udp://"))
+        .count();
+    assert_eq!(links, 2, "{report}");
+    let mac_a = s.clients[0].mac("ethws0");
+    assert!(report.contains(&format!("mac {mac_a} port")), "{report}");
+}
+
+/// A datagram of the udp:// wire format, sent from a socket in `ns`.
+fn send_udp(ns: &Netns, to: &'static str, datagrams: Vec<Vec<u8>>) {
+    ns.enter(move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for d in datagrams {
+            s.send_to(&d, to).unwrap();
+        }
+    });
+}
+
+#[test]
+fn udp_stray_and_unauthenticated_datagrams_create_no_port() {
+    use etherws_udp::wire::{self, kind};
+    if !root_or_skip("udp_psk") {
+        return;
+    }
+    let dir = scratch(&unique("psk"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.key");
+    let bad = dir.join("bad.key");
+    std::fs::write(&good, "correct horse battery staple 1\n").unwrap();
+    std::fs::write(&bad, "a different key of some length\n").unwrap();
+    let h = udp_two_hosts("udpk", &["--psk-file", good.to_str().unwrap()]);
+
+    // Junk, a frame for no session, a HELLO without a key, a HELLO with
+    // the wrong key: none may become a port.
+    let wrong = wire::Key::new(b"a different key of some length").unwrap();
+    let hello = wire::hello([7; 16], 1522);
+    let mut d = Vec::new();
+    let mut datagrams = vec![
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0x13, 0, 0, 0, 0, 0, 0, 1, 0xff],
+    ];
+    wire::encode(&mut d, kind::HELLO, 0, None, &hello);
+    datagrams.push(d.clone());
+    wire::encode(&mut d, kind::HELLO, 0, Some((&wrong, 1)), &hello);
+    datagrams.push(d.clone());
+    send_udp(&h.cli, "198.18.0.1:8080", datagrams);
+    // A client with the wrong key gets no answer.
+    let mut wrong_client = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            "--once",
+            UDP_URL,
+            "--tap",
+            "ethws1",
+            "--handshake-timeout",
+            "2",
+            "--psk-file",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wrong_client.wait_exit(UP).is_some_and(|c| c != 0),
+        "{}",
+        wrong_client.log()
+    );
+    assert!(
+        wrong_client.log().contains("timed out"),
+        "{}",
+        wrong_client.log()
+    );
+    let report = h.server.report();
+    assert!(!report.contains("udp://"), "a port appeared:\n{report}");
+    let count = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("udp unauthenticated datagrams:") >= 3, "{report}");
+    assert!(count("udp stray datagrams:") >= 1, "{report}");
+
+    // The right key works.
+    let _client = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            UDP_URL,
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.2/24",
+            "--psk-file",
+            good.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "ping with the right key failed:\n{}",
+        h.server.log()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,416 @@
+//! A udp:// link's two halves. The sending half is the same on both
+//! sides; the receiving half reads the client's own socket, or, on the
+//! server, a queue its receive thread fills.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_io::{Async, ReadableOwned, Timer, WritableOwned};
+use etherws_core::bytes::Bytes;
+use etherws_core::futures::{Sink, Stream};
+use etherws_core::{Frame, Keepalive, LinkError};
+
+use crate::wire::{self, kind, Key, Replay};
+use crate::{now_ms, UdpStats};
+
+/// The sink pends while this many datagrams wait for the socket.
+const QUEUE_HIGH: usize = 256;
+
+/// What both halves of one link share.
+pub(crate) struct Shared {
+    pub sock: Arc<Async<UdpSocket>>,
+    /// The peer; `None` when the socket is connected to it (client).
+    pub to: Option<SocketAddr>,
+    pub session: u32,
+    pub key: Option<Key>,
+    /// The next counter for a keyed datagram we send.
+    pub counter: AtomicU64,
+    /// `now_ms()` of the last datagram received from / sent to the peer.
+    pub last_rx: AtomicU64,
+    pub last_tx: AtomicU64,
+    pub max_frame: usize,
+    pub stats: Arc<UdpStats>,
+    /// The peer said CLOSE, or the link ended (server: the receive
+    /// thread forgets the peer).
+    pub closed: AtomicBool,
+}
+
+impl Shared {
+    /// Builds a datagram of `kind` around `payload` into `out`.
+    pub fn encode(&self, out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+        let key = self
+            .key
+            .as_ref()
+            .map(|k| (k, self.counter.fetch_add(1, Relaxed)));
+        wire::encode(out, kind, self.session, key, payload);
+    }
+
+    fn send_now(&self, d: &[u8]) -> io::Result<usize> {
+        match self.to {
+            Some(to) => self.sock.get_ref().send_to(d, to),
+            None => self.sock.get_ref().send(d),
+        }
+    }
+
+    /// Sends a control datagram if the socket takes it now (best effort:
+    /// a lost PONG or CLOSE is covered by keepalive).
+    pub fn send_control(&self, kind: u8, payload: &[u8]) {
+        let mut out = Vec::with_capacity(64);
+        self.encode(&mut out, kind, payload);
+        if self.send_now(&out).is_ok() {
+            self.last_tx.store(now_ms(), Relaxed);
+        }
+    }
+}
+
+/// The sending half: frames become datagrams in a small queue that
+/// `poll_flush` hands to the socket.
+pub(crate) struct UdpTx {
+    sh: Arc<Shared>,
+    queue: VecDeque<Vec<u8>>,
+    writable: Option<Pin<Box<WritableOwned<UdpSocket>>>>,
+    /// Client side: PING when nothing was sent or heard for the interval.
+    keepalive: Option<Keepalive>,
+    last_ping: u64,
+    timer: Option<Timer>,
+    failed: bool,
+}
+
+impl UdpTx {
+    pub fn new(sh: Arc<Shared>, keepalive: Option<Keepalive>) -> Self {
+        UdpTx {
+            sh,
+            queue: VecDeque::new(),
+            writable: None,
+            keepalive,
+            last_ping: 0,
+            timer: None,
+            failed: false,
+        }
+    }
+
+    fn send_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if self.failed {
+            return Poll::Ready(Err(LinkError::Closed));
+        }
+        while let Some(d) = self.queue.front() {
+            match self.sh.send_now(d) {
+                Ok(_) => {
+                    self.queue.pop_front();
+                    self.sh.last_tx.store(now_ms(), Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let w = self
+                        .writable
+                        .get_or_insert_with(|| Box::pin(self.sh.sock.clone().writable_owned()));
+                    match w.as_mut().poll(cx) {
+                        Poll::Ready(_) => self.writable = None,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMSGSIZE, ECONNREFUSED (ICMP from the peer's host),
+                    // ENOBUFS...: this datagram is lost, not the link;
+                    // keepalive notices a peer that is gone.
+                    let len = d.len();
+                    self.queue.pop_front();
+                    self.sh.stats.note(
+                        &self.sh.stats.send_errors,
+                        format_args!("a {len}-byte datagram was not sent: {e}"),
+                    );
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a PING when the link was quiet for the interval, and arms
+    /// the timer for the next look.
+    fn keepalive(&mut self, cx: &mut Context<'_>) {
+        let Some(k) = self.keepalive else { return };
+        let interval = k.interval.as_millis() as u64;
+        loop {
+            let now = now_ms();
+            let due_tx = self.sh.last_tx.load(Relaxed) + interval;
+            let due_rx = self.sh.last_rx.load(Relaxed).max(self.last_ping) + interval;
+            let due = due_tx.min(due_rx);
+            if now >= due {
+                let mut out = Vec::new();
+                self.sh.encode(&mut out, kind::PING, &[]);
+                self.queue.push_back(out);
+                self.last_ping = now;
+                self.sh.last_tx.store(now, Relaxed);
+                continue;
+            }
+            let at = Instant::now() + Duration::from_millis(due - now);
+            let t = self.timer.get_or_insert_with(|| Timer::at(at));
+            t.set_at(at);
+            if Pin::new(t).poll(cx).is_pending() {
+                return;
+            }
+        }
+    }
+}
+
+impl Sink<Frame> for UdpTx {
+    type Error = LinkError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        if self.queue.len() < QUEUE_HIGH {
+            return Poll::Ready(if self.failed {
+                Err(LinkError::Closed)
+            } else {
+                Ok(())
+            });
+        }
+        self.send_queue(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), LinkError> {
+        let sh = &self.sh;
+        let len = frame.len();
+        if len + wire::overhead(sh.key.is_some()) > wire::MAX_DATAGRAM {
+            sh.stats.note(
+                &sh.stats.oversize,
+                format_args!("a {len}-byte frame does not fit in a datagram; dropped"),
+            );
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        sh.encode(&mut out, kind::FRAME, frame.bytes());
+        self.queue.push_back(out);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        self.keepalive(cx);
+        self.send_queue(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        match self.send_queue(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        if !self.sh.closed.swap(true, Relaxed) {
+            self.sh.send_control(kind::CLOSE, &[]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Fails the link when nothing was heard for `dead_after` (shared by the
+/// two receiving halves).
+struct Liveness {
+    dead_after: Option<Duration>,
+    timer: Option<Timer>,
+}
+
+impl Liveness {
+    /// `Ready(err)` when the peer has been silent too long; otherwise
+    /// arms the timer and returns `Pending`.
+    fn poll(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Poll<LinkError> {
+        let Some(dead) = self.dead_after else {
+            return Poll::Pending;
+        };
+        loop {
+            let deadline = sh.last_rx.load(Relaxed) + dead.as_millis() as u64;
+            let now = now_ms();
+            if now >= deadline {
+                return Poll::Ready(LinkError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("nothing heard from the peer for {dead:?}"),
+                )));
+            }
+            let at = Instant::now() + Duration::from_millis(deadline - now);
+            let t = self.timer.get_or_insert_with(|| Timer::at(at));
+            t.set_at(at);
+            if Pin::new(t).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// The client's receiving half: reads its connected socket.
+pub(crate) struct ClientRx {
+    sh: Arc<Shared>,
+    buf: Vec<u8>,
+    replay: Replay,
+    readable: Option<Pin<Box<ReadableOwned<UdpSocket>>>>,
+    live: Liveness,
+    done: bool,
+}
+
+impl ClientRx {
+    pub fn new(sh: Arc<Shared>, replay: Replay, dead_after: Option<Duration>) -> Self {
+        ClientRx {
+            sh,
+            buf: vec![0; 65536],
+            replay,
+            readable: None,
+            live: Liveness {
+                dead_after,
+                timer: None,
+            },
+            done: false,
+        }
+    }
+
+    /// One received datagram: a frame to hand up, or nothing.
+    fn handle(&mut self, n: usize) -> Option<Result<Frame, LinkError>> {
+        let sh = &self.sh;
+        let d = match wire::decode(&self.buf[..n], sh.key.as_ref()) {
+            Ok(d) if d.session == sh.session => d,
+            Ok(_) | Err(wire::Reject::Malformed) => {
+                sh.stats.note(
+                    &sh.stats.stray,
+                    format_args!("a stray {n}-byte datagram from the server's address"),
+                );
+                return None;
+            }
+            Err(wire::Reject::Unauthenticated) => {
+                sh.stats.note(
+                    &sh.stats.unauthenticated,
+                    format_args!("an unauthenticated {n}-byte datagram from the server's address"),
+                );
+                return None;
+            }
+        };
+        if sh.key.is_some() && !self.replay.accept(d.counter) {
+            sh.stats.note(
+                &sh.stats.replayed,
+                format_args!("a replayed datagram (counter {})", d.counter),
+            );
+            return None;
+        }
+        sh.last_rx.store(now_ms(), Relaxed);
+        match d.kind {
+            kind::FRAME if d.payload.len() > sh.max_frame => {
+                Some(Err(LinkError::Oversize(d.payload.len())))
+            }
+            kind::FRAME => Some(Ok(Frame::new(Bytes::copy_from_slice(d.payload)))),
+            kind::PING => {
+                sh.send_control(kind::PONG, &[]);
+                None
+            }
+            kind::CLOSE => {
+                self.done = true;
+                sh.closed.store(true, Relaxed);
+                None
+            }
+            _ => None, // PONG (liveness only), a repeated WELCOME
+        }
+    }
+}
+
+impl Stream for ClientRx {
+    type Item = Result<Frame, LinkError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.sh.sock.get_ref().recv(&mut this.buf) {
+                Ok(n) => {
+                    if let Some(item) = this.handle(n) {
+                        return Poll::Ready(Some(item));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let r = this
+                        .readable
+                        .get_or_insert_with(|| Box::pin(this.sh.sock.clone().readable_owned()));
+                    if r.as_mut().poll(cx).is_ready() {
+                        this.readable = None;
+                        continue;
+                    }
+                    return match this.live.poll(&this.sh, cx) {
+                        Poll::Ready(e) => {
+                            this.done = true;
+                            Poll::Ready(Some(Err(e)))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+                // ICMP port unreachable for an earlier datagram: the
+                // server may be restarting; keepalive decides.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(LinkError::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+/// The server's receiving half: frames the receive thread queued.
+pub(crate) struct ServerRx {
+    sh: Arc<Shared>,
+    rx: Pin<Box<async_channel::Receiver<Result<Frame, LinkError>>>>,
+    live: Liveness,
+    done: bool,
+}
+
+impl ServerRx {
+    pub fn new(
+        sh: Arc<Shared>,
+        rx: async_channel::Receiver<Result<Frame, LinkError>>,
+        dead_after: Option<Duration>,
+    ) -> Self {
+        ServerRx {
+            sh,
+            rx: Box::pin(rx),
+            live: Liveness {
+                dead_after,
+                timer: None,
+            },
+            done: false,
+        }
+    }
+}
+
+impl Stream for ServerRx {
+    type Item = Result<Frame, LinkError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.rx.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.live.poll(&this.sh, cx) {
+                Poll::Ready(e) => {
+                    this.done = true;
+                    this.sh.closed.store(true, Relaxed);
+                    Poll::Ready(Some(Err(e)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Drop for ServerRx {
+    fn drop(&mut self) {
+        // The receive thread forgets this peer on its next sweep.
+        self.sh.closed.store(true, Relaxed);
+    }
+}

@@ -1,0 +1,321 @@
+//! The server side: one socket, a receive thread that sorts datagrams
+//! by peer address, and a link per client that said HELLO.
+//!
+//! The thread (not a task) owns receiving so that every link keeps
+//! getting its frames however the program schedules its tasks, and so
+//! that the listener needs no executor of its own. It hands frames to
+//! each link through a bounded queue (full: the frame is dropped and
+//! counted) and answers HELLO and PING itself.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use etherws_core::bytes::Bytes;
+use etherws_core::futures::future::{self, BoxFuture, Either};
+use etherws_core::futures::FutureExt;
+use etherws_core::helpers::{host_port, io_error};
+use etherws_core::url::Url;
+use etherws_core::{
+    Frame, Link, LinkError, LinkParams, Listener, PeerInfo, PendingLink, TransportError,
+};
+
+use crate::link::{ServerRx, Shared, UdpTx};
+use crate::wire::{self, kind, Replay};
+use crate::{now_ms, UdpConfig, UdpStats, DEFAULT_PORT};
+
+/// A keyed HELLO must be this fresh (seconds, either way).
+const HELLO_FRESH: u64 = 120;
+
+/// Without keepalive, a silent client is forgotten after this long.
+const IDLE_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(300);
+
+pub(crate) struct UdpListener {
+    local: SocketAddr,
+    backlog: async_channel::Receiver<Link>,
+    stop: Arc<AtomicBool>,
+}
+
+pub(crate) fn listen(
+    cfg: Arc<UdpConfig>,
+    stats: Arc<UdpStats>,
+    url: &Url,
+    params: LinkParams,
+) -> Result<UdpListener, TransportError> {
+    let (host, port) = host_port(url, Some(DEFAULT_PORT))?;
+    let ip: std::net::IpAddr = host.parse().map_err(|_| {
+        etherws_core::helpers::bad_url(url, "a udp:// listener needs an IP address")
+    })?;
+    let addr = SocketAddr::new(ip, port);
+    let sock = UdpSocket::bind(addr).map_err(io_error(format!("binding udp://{addr}")))?;
+    let local = sock.local_addr().map_err(io_error("udp socket"))?;
+    let sock = Arc::new(Async::new(sock).map_err(io_error("udp socket"))?);
+    let (tx, rx) = async_channel::bounded(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut rt = Receiver {
+        sock,
+        cfg,
+        stats,
+        params,
+        peers: HashMap::new(),
+        seen_nonces: HashMap::new(),
+        backlog: tx,
+        stop: stop.clone(),
+    };
+    std::thread::Builder::new()
+        .name(format!("udp-rx {local}"))
+        .spawn(move || async_io::block_on(rt.run()))
+        .map_err(io_error("starting the udp receive thread"))?;
+    Ok(UdpListener {
+        local,
+        backlog: rx,
+        stop,
+    })
+}
+
+impl Listener for UdpListener {
+    fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>> {
+        async move {
+            match self.backlog.recv().await {
+                Ok(link) => Ok(future::ready(Ok(link)).boxed()),
+                Err(_) => Err(TransportError::Io {
+                    context: format!("udp://{}: the receive thread ended", self.local),
+                    error: std::io::ErrorKind::BrokenPipe.into(),
+                }),
+            }
+        }
+        .boxed()
+    }
+
+    fn local_addr(&self) -> String {
+        self.local.to_string()
+    }
+}
+
+impl Drop for UdpListener {
+    fn drop(&mut self) {
+        // Links already made keep working; the thread ends with the last.
+        self.stop.store(true, Relaxed);
+    }
+}
+
+struct Peer {
+    sh: Arc<Shared>,
+    frames: async_channel::Sender<Result<Frame, LinkError>>,
+    nonce: [u8; 16],
+    replay: Replay,
+}
+
+struct Receiver {
+    sock: Arc<Async<UdpSocket>>,
+    cfg: Arc<UdpConfig>,
+    stats: Arc<UdpStats>,
+    params: LinkParams,
+    peers: HashMap<SocketAddr, Peer>,
+    /// Keyed HELLO nonces of the last 2 × HELLO_FRESH s (replays).
+    seen_nonces: HashMap<[u8; 16], u64>,
+    backlog: async_channel::Sender<Link>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    async fn run(&mut self) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let sock = self.sock.clone();
+            let got = match future::select(
+                Box::pin(sock.recv_from(&mut buf)),
+                Timer::after(Duration::from_secs(1)),
+            )
+            .await
+            {
+                Either::Left((Ok(got), _)) => Some(got),
+                Either::Left((Err(e), _)) => {
+                    // ICMP errors for earlier sends land here; not ours to end on.
+                    log::debug!("udp: receive: {e}");
+                    None
+                }
+                Either::Right(_) => {
+                    self.sweep();
+                    if self.stop.load(Relaxed) && self.peers.is_empty() {
+                        return;
+                    }
+                    None
+                }
+            };
+            if let Some((n, from)) = got {
+                self.datagram(&buf[..n], from);
+            }
+        }
+    }
+
+    /// Forgets peers whose link ended.
+    fn sweep(&mut self) {
+        self.peers
+            .retain(|_, p| !p.sh.closed.load(Relaxed) && !p.frames.is_closed());
+        let now = wire::unix_now();
+        self.seen_nonces.retain(|_, t| *t + 2 * HELLO_FRESH > now);
+    }
+
+    fn datagram(&mut self, d: &[u8], from: SocketAddr) {
+        let st = self.stats.clone();
+        let dg = match wire::decode(d, self.cfg.psk.as_ref()) {
+            Ok(dg) => dg,
+            Err(wire::Reject::Malformed) => {
+                return st.note(
+                    &st.stray,
+                    format_args!("a malformed {}-byte datagram from {from}", d.len()),
+                );
+            }
+            Err(wire::Reject::Unauthenticated) => {
+                return st.note(
+                    &st.unauthenticated,
+                    format_args!("an unauthenticated {}-byte datagram from {from}", d.len()),
+                );
+            }
+        };
+        if dg.kind == kind::HELLO {
+            return self.hello(&dg, from);
+        }
+        let Some(p) = self
+            .peers
+            .get_mut(&from)
+            .filter(|p| p.sh.session == dg.session)
+        else {
+            return st.note(
+                &st.stray,
+                format_args!("a datagram from {from}, which has no session"),
+            );
+        };
+        if self.cfg.psk.is_some() && !p.replay.accept(dg.counter) {
+            return st.note(
+                &st.replayed,
+                format_args!("a replayed datagram from {from}"),
+            );
+        }
+        p.sh.last_rx.store(now_ms(), Relaxed);
+        match dg.kind {
+            kind::FRAME => {
+                let item = if dg.payload.len() > p.sh.max_frame {
+                    Err(LinkError::Oversize(dg.payload.len()))
+                } else {
+                    Ok(Frame::new(Bytes::copy_from_slice(dg.payload)))
+                };
+                match p.frames.try_send(item) {
+                    Ok(()) => {}
+                    Err(async_channel::TrySendError::Full(_)) => {
+                        st.note(
+                            &st.queue_full,
+                            format_args!("{from}'s receive queue is full; a frame dropped"),
+                        );
+                    }
+                    Err(async_channel::TrySendError::Closed(_)) => {
+                        self.peers.remove(&from);
+                    }
+                }
+            }
+            kind::PING => p.sh.send_control(kind::PONG, &[]),
+            kind::CLOSE => {
+                // Dropping the queue's sender ends the link's stream.
+                p.sh.closed.store(true, Relaxed);
+                self.peers.remove(&from);
+            }
+            _ => {}
+        }
+    }
+
+    fn hello(&mut self, dg: &wire::Datagram<'_>, from: SocketAddr) {
+        let st = self.stats.clone();
+        let Some((nonce, time, _max)) = wire::parse_hello(dg.payload) else {
+            return st.note(&st.stray, format_args!("a malformed HELLO from {from}"));
+        };
+        if let Some(p) = self.peers.get(&from) {
+            if p.nonce == nonce {
+                // Our WELCOME was lost: say it again.
+                let w = wire::welcome(nonce, self.params.max_frame as u32);
+                p.sh.send_control(kind::WELCOME, &w);
+                return;
+            }
+        }
+        if self.cfg.psk.is_some() {
+            let now = wire::unix_now();
+            if now.abs_diff(time) > HELLO_FRESH || self.seen_nonces.contains_key(&nonce) {
+                return st.note(
+                    &st.replayed,
+                    format_args!("a stale or repeated HELLO from {from}"),
+                );
+            }
+            self.seen_nonces.insert(nonce, now);
+        }
+        if let Some(old) = self.peers.remove(&from) {
+            // The client restarted: its old link ends here.
+            old.sh.closed.store(true, Relaxed);
+            log::info!("udp: {from} said HELLO again; its previous session ends");
+        }
+        self.sweep();
+        if self.peers.len() >= self.cfg.max_peers {
+            return st.note(
+                &st.stray,
+                format_args!(
+                    "HELLO from {from} ignored: {} clients already",
+                    self.peers.len()
+                ),
+            );
+        }
+        let mut session: u32 = rand::random();
+        while session == 0 {
+            session = rand::random();
+        }
+        let sh = Arc::new(Shared {
+            sock: self.sock.clone(),
+            to: Some(from),
+            session,
+            key: self.cfg.psk.clone(),
+            counter: AtomicU64::new(1),
+            last_rx: AtomicU64::new(now_ms()),
+            last_tx: AtomicU64::new(now_ms()),
+            max_frame: self.params.max_frame,
+            stats: st.clone(),
+            closed: AtomicBool::new(false),
+        });
+        let mut replay = Replay::default();
+        replay.accept(dg.counter);
+        let (ftx, frx) = async_channel::bounded(self.cfg.rx_queue.max(1));
+        let dead = Some(
+            self.params
+                .keepalive
+                .map(|k| k.dead_after())
+                .unwrap_or(IDLE_WITHOUT_KEEPALIVE),
+        );
+        let link = Link::new(
+            Box::pin(ServerRx::new(sh.clone(), frx, dead)),
+            Box::pin(UdpTx::new(sh.clone(), None)),
+            PeerInfo {
+                scheme: "udp",
+                remote: from.to_string(),
+            },
+        );
+        if self.backlog.try_send(link).is_err() {
+            return st.note(
+                &st.stray,
+                format_args!("HELLO from {from} ignored: too many links waiting for accept"),
+            );
+        }
+        sh.send_control(
+            kind::WELCOME,
+            &wire::welcome(nonce, self.params.max_frame as u32),
+        );
+        self.peers.insert(
+            from,
+            Peer {
+                sh,
+                frames: ftx,
+                nonce,
+                replay,
+            },
+        );
+    }
+}
