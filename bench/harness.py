@@ -7,10 +7,17 @@ run: iperf3 TCP with 1 and 4 streams, ping RTT (median and p99 of 200 probes
 10 ms apart), 64-byte UDP frames received per second, and the CPU seconds
 the tunnel's processes spent per GB received. Systems: the raw veth, the
 kernel's own L2 tunnel (vxlan, the reference every figure is compared to),
-etherws over ws:// and wss://, etherws with three pass filters on both ends,
-and OpenVPN in tap mode over TCP when it is installed. Prints a table with
-every figure also as a ratio to vxlan, and writes the figures as JSON under
-bench/results/. With --rounds N each figure is the median of N rounds.
+etherws over ws://, wss://, udp:// and quic://, etherws with three pass
+filters on both ends, and OpenVPN in tap mode over TCP when it is
+installed. Prints a table with every figure also as a ratio to vxlan, and
+writes the figures as JSON under bench/results/. With --rounds N each
+figure is the median of N rounds.
+
+With --loss/--delay the veth pair becomes two, joined in a third
+namespace by bench/impair.py, which drops and delays frames in userspace
+(the kernel here has no sch_netem); offloads are turned off on that path
+(ethtool). --cc sets the TCP congestion control of both namespaces (the
+outer TCP of ws:// and wss://, and iperf3's inner TCP); --quic-cc QUIC's.
 
 Standard library only.
 """
@@ -112,10 +119,15 @@ class Harness:
         self.procs = []
         self.iperf = None
         self.a = Netns(tag + "-a")
+        self.m = None
         try:
             self.b = Netns(tag + "-b")
+            if args.loss or args.delay:
+                self.m = Netns(tag + "-m")
         except Exception:
             self.a.delete()
+            if getattr(self, "b", None):
+                self.b.delete()
             raise
         try:
             self.underlay()
@@ -124,16 +136,41 @@ class Harness:
             raise
 
     def underlay(self):
-        sh("ip", "link", "add", "veth0", "netns", self.a.name, "mtu", str(self.mtu + 100),
-           "type", "veth", "peer", "name", "veth0", "netns", self.b.name, "mtu", str(self.mtu + 100))
+        mtu = str(self.mtu + 100)
+        if self.m is None:
+            sh("ip", "link", "add", "veth0", "netns", self.a.name, "mtu", mtu,
+               "type", "veth", "peer", "name", "veth0", "netns", self.b.name, "mtu", mtu)
+        else:
+            for ns, side in ((self.a, "va"), (self.b, "vb")):
+                sh("ip", "link", "add", "veth0", "netns", ns.name, "mtu", mtu,
+                   "type", "veth", "peer", "name", side, "netns", self.m.name, "mtu", mtu)
+                self.m.ip("link", "set", side, "up")
+                self.m.run("ethtool", "-K", side, "tso", "off", "gso", "off", "gro", "off", "tx", "off")
         for ns, addr in ((self.a, "198.18.0.1/24"), (self.b, "198.18.0.2/24")):
             ns.ip("addr", "add", addr, "dev", "veth0")
             ns.ip("link", "set", "veth0", "up")
+            if self.m is not None:
+                ns.run("ethtool", "-K", "veth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off")
+            if self.args.cc:
+                ns.run("sysctl", "-qw", "net.ipv4.tcp_congestion_control=" + self.args.cc)
+        if self.m is not None:
+            self.impair = self.m.spawn(
+                sys.executable, os.path.join(HERE, "impair.py"), "va", "vb",
+                "--loss", str(self.args.loss / 100.0), "--delay-ms", str(self.args.delay),
+                log=os.path.join(self.tmp, "impair.log"))
+            self.procs.append(self.impair)
         self.iperf = self.a.spawn("iperf3", "-s", "-p", "5201")
         wait_port(self.a, "5201")
 
     def close(self):
         stop_procs(self.procs + ([self.iperf] if self.iperf else []))
+        if self.m is not None:
+            try:
+                with open(os.path.join(self.tmp, "impair.log")) as f:
+                    progress(f.read().strip())
+            except OSError:
+                pass
+            self.m.delete()
         self.a.delete()
         self.b.delete()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -171,16 +208,22 @@ class Harness:
 
     def etherws(self, scheme="ws", extra=()):
         sargs, cargs = [], []
-        if scheme == "wss":
+        if scheme in ("wss", "quic"):
             self.make_cert()
             sargs = ["--tls-cert", os.path.join(self.tmp, "cert.pem"),
                      "--tls-key", os.path.join(self.tmp, "key.pem")]
             cargs = ["--ca", os.path.join(self.tmp, "ca.pem")]
+        if scheme == "quic":
+            sargs += ["--quic-cc", self.args.quic_cc]
+            cargs += ["--quic-cc", self.args.quic_cc]
         common = ["--tap", "ethws0", "--mtu", str(self.mtu)] + list(extra)
-        s = self.a.spawn(BIN, "-q", "server", "--listen", "198.18.0.1:8080", "--address",
+        listen = {"udp": "udp://198.18.0.1:8080", "quic": "quic://198.18.0.1:8080"}.get(scheme, "198.18.0.1:8080")
+        s = self.a.spawn(BIN, "-q", "server", "--listen", listen, "--address",
                          "198.19.0.1/24", *common, *sargs, log=os.path.join(self.tmp, "server.log"))
         self.procs.append(s)
-        wait_port(self.a, "8080")
+        if scheme in ("ws", "wss"):
+            wait_port(self.a, "8080")
+        # udp and quic: the client says hello until the server answers.
         c = self.b.spawn(BIN, "-q", "client", "%s://198.18.0.1:8080/" % scheme, "--address",
                          "198.19.0.2/24", *common, *cargs, log=os.path.join(self.tmp, "client.log"))
         self.procs.append(c)
@@ -191,6 +234,12 @@ class Harness:
 
     def sys_wss(self):
         return self.etherws("wss")
+
+    def sys_udp(self):
+        return self.etherws("udp")
+
+    def sys_quic(self):
+        return self.etherws("quic")
 
     def sys_ws_filters(self):
         return self.etherws("ws", ["--filter", PASS_WASM] * 3)
@@ -247,8 +296,9 @@ class Harness:
         return self.retry("iperf3 UDP", lambda: self._udp64(target))
 
     def _iperf_tcp(self, target, streams):
+        cc = ["-C", self.args.cc] if self.args.cc else []
         out = self.b.run("iperf3", "-c", target, "-p", "5201", "-t", str(self.args.seconds),
-                         "-P", str(streams), "-J", timeout=self.args.seconds + 60, check=False)
+                         "-P", str(streams), "-J", *cc, timeout=self.args.seconds + 60, check=False)
         j = json.loads(out)
         if "error" in j:
             raise RuntimeError("iperf3 to %s: %s" % (target, j["error"]))
@@ -312,8 +362,12 @@ def main():
     ap.add_argument("--mtu", type=int, default=1500, help="overlay MTU (default 1500)")
     ap.add_argument("--seconds", type=int, default=10, help="seconds per iperf3 run (default 10)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds; each figure is the median (default 1)")
-    ap.add_argument("--systems", default="veth,vxlan,ws,ws_filters,wss,openvpn",
-                    help="comma-separated subset of veth,vxlan,ws,ws_filters,wss,openvpn")
+    ap.add_argument("--systems", default="veth,vxlan,ws,ws_filters,wss,udp,quic,openvpn",
+                    help="comma-separated subset of veth,vxlan,ws,ws_filters,wss,udp,quic,openvpn")
+    ap.add_argument("--loss", type=float, default=0.0, help="percent of frames lost on the underlay, each way")
+    ap.add_argument("--delay", type=float, default=0.0, help="ms of delay added on the underlay, each way")
+    ap.add_argument("--cc", default=None, help="TCP congestion control (cubic, bbr...; default: the system's)")
+    ap.add_argument("--quic-cc", default="cubic", help="QUIC congestion control: cubic, bbr, newreno")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for the JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -340,8 +394,10 @@ def main():
         return statistics.median(vals) if vals else None
     figures = {s: {m: med([run[m] for run in runs[s]]) for m, *_ in METRICS} for s in systems}
     ref = figures.get("vxlan")
-    print("\nMTU %d, %d s per run, %d round(s), %d cores, %s" % (
-        args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release()))
+    tcp_cc = args.cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
+    print("\nMTU %d, %d s per run, %d round(s), %d cores, %s; loss %g%%, delay %g ms each way; TCP %s, QUIC %s" % (
+        args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release(),
+        args.loss, args.delay, tcp_cc, args.quic_cc))
     head = "%-11s" % "system" + "".join("%30s" % ("%s (%s)" % (label, unit)) for _, label, unit, _ in METRICS)
     print(head)
     for s in systems:
@@ -358,10 +414,12 @@ def main():
     rev = git_rev()
     result = {"date": now.isoformat(timespec="seconds"), "kernel": platform.release(),
               "cpus": os.cpu_count(), "git": rev, "mtu": args.mtu, "seconds": args.seconds,
-              "rounds": args.rounds, "figures": figures,
+              "rounds": args.rounds, "loss_percent": args.loss, "delay_ms_each_way": args.delay,
+              "tcp_cc": tcp_cc, "quic_cc": args.quic_cc, "figures": figures,
               "ratio_to_vxlan": {s: {m: (figures[s][m] / ref[m] if ref and ref.get(m) and figures[s][m] is not None else None)
                                      for m, *_ in METRICS} for s in systems}}
-    path = os.path.join(args.out, "%s-%s-mtu%d.json" % (now.strftime("%Y%m%dT%H%M%SZ"), rev, args.mtu))
+    impaired = "-loss%g-delay%g-%s" % (args.loss, args.delay, tcp_cc) if (args.loss or args.delay) else ""
+    path = os.path.join(args.out, "%s-%s-mtu%d%s.json" % (now.strftime("%Y%m%dT%H%M%SZ"), rev, args.mtu, impaired))
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("\nwritten: %s" % os.path.relpath(path, ROOT))

@@ -7,6 +7,7 @@
 #   bench/run.sh                          # MTU 1500, 10 s per run, 1 round
 #   bench/run.sh --mtu 9000 --seconds 5 --rounds 3
 #   bench/run.sh --systems vxlan,ws       # a subset
+#   bench/run.sh --systems ws,udp,quic --loss 2 --delay 20 --cc cubic   # a lossy path
 #   bench/run.sh --hub --idle 1000        # hub scale (bench/hub.py)
 #
 # See bench/harness.py --help for every option.
@@ -19,6 +20,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v openvpn >/dev/null || need+=(openvpn)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v ethtool >/dev/null || need+=(ethtool)   # --loss/--delay: offloads off on the lossy path
 /usr/bin/python3 -c 'import websockets' 2>/dev/null || need+=(python3-websockets)  # bench/hub.py
 if ((${#need[@]})); then
   blocker=/usr/sbin/policy-rc.d   # no service starts (openvpn) on install

@@ -152,6 +152,9 @@ pub struct LinkArgs {
     /// udp:// never encrypts: anyone on the path still reads the frames.
     #[arg(long, value_name = "FILE")]
     pub psk_file: Option<PathBuf>,
+    /// quic:// only: QUIC's congestion control (cubic, bbr, newreno).
+    #[arg(long, default_value = "cubic", value_name = "ALGO")]
+    pub quic_cc: etherws_quic::Congestion,
 }
 
 #[derive(Args, Debug)]
@@ -167,8 +170,9 @@ pub struct StdioArgs {
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Where to listen: ADDR:PORT serves ws:// (wss:// with --tls-cert)
-    /// on --path; a URL names its transport, e.g. udp://0.0.0.0:8080.
-    /// Repeat to serve several at once.
+    /// on --path; a URL names its transport, e.g. udp://0.0.0.0:8080 or
+    /// quic://0.0.0.0:8443 (needs --tls-cert). Repeat to serve several at
+    /// once.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR:PORT|URL")]
     pub listen: Vec<String>,
     /// The only URL path served; WebSocket requests for other paths are
@@ -179,7 +183,8 @@ pub struct ServerArgs {
     #[arg(long, conflicts_with_all = ["tap", "address", "mac"])]
     pub no_tap: bool,
     /// Serve wss:// (TLS) with this certificate (PEM: the server's
-    /// certificate first, then its chain). Re-read on SIGHUP.
+    /// certificate first, then its chain); quic:// listeners use it too.
+    /// Re-read on SIGHUP (for wss://).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM: RSA, ECDSA or Ed25519).
@@ -227,7 +232,8 @@ pub struct ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Server URL, e.g. ws://host:8080/, wss://host/ or udp://host:8080.
+    /// Server URL, e.g. ws://host:8080/, wss://host/, udp://host:8080 or
+    /// quic://host:8443.
     /// Give several for
     /// failover: they are tried in order, and while on a later one the
     /// earlier ones are retried every --failback seconds.

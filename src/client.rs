@@ -114,6 +114,7 @@ pub async fn run(
     let mut wired = build_node(&args.tap, &args.switch)?;
     wired.transports = Some(transports.ws.clone());
     wired.udp = Some(transports.udp.stats().clone());
+    wired.quic = Some(transports.quic.stats().clone());
     let node = wired.node.clone();
     let tap = attach_tap(&ex, &node, &args.tap)?;
     spawn_housekeeping(&ex, &node, &args.switch);

@@ -25,6 +25,8 @@ pub struct Wired {
     pub transports: Option<etherws_ws::Ws>,
     /// The udp transport's drop counters, for the report.
     pub udp: Option<Arc<etherws_udp::UdpStats>>,
+    /// The quic transport's.
+    pub quic: Option<Arc<etherws_quic::QuicStats>>,
     /// Write the report to stderr (stdout carries the link: `stdio`).
     pub report_to_stderr: bool,
 }
@@ -45,6 +47,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             counters: Vec::new(),
             transports: None,
             udp: None,
+            quic: None,
             report_to_stderr: false,
         });
     }
@@ -73,6 +76,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
         counters: Vec::new(),
         transports: None,
         udp: None,
+        quic: None,
         report_to_stderr: false,
     })
 }
@@ -229,12 +233,12 @@ pub fn report(w: &Wired) {
             v.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    if let Some(u) = &w.udp {
-        for (name, v) in u.counters() {
-            let v = v.load(std::sync::atomic::Ordering::Relaxed);
-            if v > 0 {
-                let _ = writeln!(out, "{name}: {v}");
-            }
+    let udp = w.udp.iter().flat_map(|u| u.counters());
+    let quic = w.quic.iter().flat_map(|q| q.counters());
+    for (name, v) in udp.chain(quic) {
+        let v = v.load(std::sync::atomic::Ordering::Relaxed);
+        if v > 0 {
+            let _ = writeln!(out, "{name}: {v}");
         }
     }
     for p in node.ports() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use etherws_core::{Keepalive, LinkParams, Registry};
+use etherws_quic::{Quic, QuicConfig};
 use etherws_udp::{Key, Udp, UdpConfig};
 use etherws_ws::auth::Htpasswd;
 use etherws_ws::proxy::Proxy;
@@ -19,6 +20,7 @@ use crate::cli::{ClientArgs, LinkArgs, ServerArgs, SwitchArgs, TapArgs};
 pub struct Transports {
     pub ws: Ws,
     pub udp: Udp,
+    pub quic: Quic,
     pub extra: Registry,
     pub params: LinkParams,
 }
@@ -29,6 +31,7 @@ impl Transports {
         Registry::new()
             .with(self.ws.clone())
             .with(self.udp.clone())
+            .with(self.quic.clone())
             .merge(&self.extra)
     }
 }
@@ -104,9 +107,23 @@ pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
         max_pending: a.max_pending.max(1),
         max_pending_per_ip: a.max_pending_per_ip,
     };
+    let quic = Quic::new(QuicConfig {
+        server: match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: a.client_ca.clone(),
+            }),
+            _ => None,
+        },
+        congestion: a.link.quic_cc,
+        max_peers: a.max_clients,
+        ..QuicConfig::default()
+    });
     Ok(Transports {
         ws: Ws::new(cfg),
         udp: udp(&a.link, a.max_clients)?,
+        quic,
         extra,
         params: link_params(&a.link, &a.tap, &a.switch),
     })
@@ -134,6 +151,7 @@ fn password(a: &ClientArgs, user: &str) -> Result<String> {
 pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
     let mut cfg = WsConfig::default();
     let wss = a.urls.iter().any(|u| u.scheme() == "wss");
+    let quic = a.urls.iter().any(|u| u.scheme() == "quic");
     let tls_files = ClientTlsFiles {
         ca: a.ca.clone(),
         cert: a.cert.clone(),
@@ -141,12 +159,12 @@ pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
         insecure: a.insecure,
         sni: a.sni.clone(),
     };
-    if !wss && (a.ca.is_some() || a.cert.is_some() || a.insecure || a.sni.is_some()) {
-        bail!("--ca, --cert, --insecure and --sni apply to wss:// URLs only");
+    if !wss && !quic && (a.ca.is_some() || a.cert.is_some() || a.insecure || a.sni.is_some()) {
+        bail!("--ca, --cert, --insecure and --sni apply to wss:// and quic:// URLs only");
     }
     let tls = if wss {
         Some(Arc::new(
-            TlsClient::new(tls_files).context("cannot set up TLS")?,
+            TlsClient::new(tls_files.clone()).context("cannot set up TLS")?,
         ))
     } else {
         None
@@ -176,9 +194,19 @@ pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
         headers: a.headers.clone(),
         proxy,
     };
+    if quic {
+        // Fail now, not at the first connect, on unreadable files.
+        etherws_ws::tls::client_config(&tls_files).context("cannot set up TLS for quic://")?;
+    }
+    let quic = Quic::new(QuicConfig {
+        client: tls_files,
+        congestion: a.link.quic_cc,
+        ..QuicConfig::default()
+    });
     Ok(Transports {
         ws: Ws::new(cfg),
         udp: udp(&a.link, 0)?,
+        quic,
         extra,
         params: link_params(&a.link, &a.tap, &a.switch),
     })

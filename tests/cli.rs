@@ -58,7 +58,7 @@ fn unknown_scheme_is_a_clear_error() {
     assert_eq!(p.wait_exit(std::time::Duration::from_secs(30)), Some(1));
     let log = p.log();
     assert!(
-        log.contains("unknown URL scheme \"gopher\"") && log.contains("known: udp, ws, wss"),
+        log.contains("unknown URL scheme \"gopher\"") && log.contains("known: quic, udp, ws, wss"),
         "{log}"
     );
 }

@@ -169,3 +169,149 @@ fn udp_stray_and_unauthenticated_datagrams_create_no_port() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A CA, and a server certificate for 198.18.0.0/22's server addresses,
+/// as files: (dir, cert, key, ca).
+fn quic_pki(tag: &str) -> (std::path::PathBuf, String, String, String) {
+    use etherws_ws::testing::{write, Ca, KeyKind};
+    let d = scratch(&unique(tag));
+    let ca = Ca::new("quic test CA");
+    let issued = ca.server(
+        &["198.18.0.1", "198.18.1.1", "198.18.2.1"],
+        KeyKind::EcdsaP256,
+    );
+    let s = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    let cert = s(write(&d, "cert.pem", &issued.chain_pem));
+    let key = s(write(&d, "key.pem", &issued.key_pem));
+    let ca = s(write(&d, "ca.pem", &ca.cert_pem()));
+    (d, cert, key, ca)
+}
+
+#[test]
+fn quic_ping_and_20_mb_both_ways_byte_identical_and_a_wrong_ca_is_refused() {
+    if !root_or_skip("quic_two_hosts") {
+        return;
+    }
+    let (d, cert, key, ca) = quic_pki("quic2");
+    let h = two_hosts(
+        "quic2",
+        &[
+            "--listen",
+            "quic://0.0.0.0:8443",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert!(
+        h.server.log().contains("listening on quic://"),
+        "{}",
+        h.server.log()
+    );
+    let client = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            "quic://198.18.0.1:8443",
+            "--ca",
+            &ca,
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.2/24",
+        ],
+    );
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "client -> server ping over quic failed:\n{}\n{}",
+        h.server.log(),
+        client.log()
+    );
+    assert!(
+        h.srv.ping_until("198.19.0.2", UP),
+        "server -> client ping failed"
+    );
+    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 << 20);
+    assert!(intact, "client -> server: {n} bytes, not byte-identical");
+    let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
+    assert!(intact, "server -> client: {n} bytes, not byte-identical");
+    assert!(h.server.report().contains("quic://198.18.0.2:"));
+
+    // A client that trusts no such CA gets no link, and says why.
+    let other = quic_pki("quic2o");
+    let mut wrong = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            "--once",
+            "quic://198.18.0.1:8443",
+            "--ca",
+            &other.3,
+            "--tap",
+            "ethws1",
+        ],
+    );
+    assert!(
+        wrong.wait_exit(UP).is_some_and(|c| c != 0),
+        "{}",
+        wrong.log()
+    );
+    assert!(
+        wrong.log().to_lowercase().contains("certificate"),
+        "{}",
+        wrong.log()
+    );
+    let _ = std::fs::remove_dir_all(d);
+    let _ = std::fs::remove_dir_all(other.0);
+}
+
+#[test]
+fn quic_hub_switches_between_two_clients() {
+    if !root_or_skip("quic_hub") {
+        return;
+    }
+    let (d, cert, key, ca) = quic_pki("quich");
+    let s = star("quich", 2);
+    let server = start_server(
+        &s.srv,
+        &[
+            "--listen",
+            "quic://0.0.0.0:8443",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    let client = |i: usize, url: &str, host: &str| {
+        s.clients[i].etherws(
+            "client",
+            &[
+                "client",
+                url,
+                "--ca",
+                &ca,
+                "--tap",
+                "ethws0",
+                "--address",
+                host,
+            ],
+        )
+    };
+    let _a = client(0, "quic://198.18.1.1:8443", "198.19.0.2/24");
+    let _b = client(1, "quic://198.18.2.1:8443", "198.19.0.3/24");
+    assert!(
+        s.clients[0].ping_until("198.19.0.3", UP),
+        "A -> B over the quic hub failed:\n{}",
+        server.log()
+    );
+    assert!(s.clients[1].ping_until("198.19.0.2", UP), "B -> A failed");
+    let report = server.report();
+    let links = report
+        .lines()
+        .filter(|l| l.starts_with("port ") && l.contains("quic://"))
+        .count();
+    assert_eq!(links, 2, "{report}");
+    let _ = std::fs::remove_dir_all(d);
+}

@@ -7,7 +7,7 @@
 //! ```ignore
 //! let setup = Setup::new(Arc::new(MyTransport::default()), "my://127.0.0.1:0", |addr| {
 //!     format!("my://{addr}").parse().unwrap()
-//! }, "my://127.0.0.1:1".parse().unwrap());
+//! }, "my://127.0.0.1:1");
 //! smol::block_on(etherws_core::conformance::run(&setup));
 //! ```
 //!
@@ -53,18 +53,25 @@ pub struct Setup {
     pub connect_to: Box<dyn Fn(&str) -> Url + Send + Sync>,
     /// A URL where nobody answers: `connect` must fail within
     /// `params.handshake_timeout` (plus slack) with a `TransportError`.
+    /// A refused TCP port fails at once; a UDP port nobody serves checks
+    /// the timeout path of a transport that ignores ICMP (quic).
     pub unreachable: Url,
     /// Passed to listen and connect. The kit checks every frame size up
     /// to `params.max_frame`.
     pub params: LinkParams,
-    /// Also check 64 KiB frames: set when the transport claims jumbo
-    /// support (the kit raises max frame for that check).
+    /// Also check frames of 64 KiB + 22 bytes (a TAP MTU of 65535, not
+    /// the 9000-byte "jumbo" of Ethernet): set it when the transport
+    /// carries those (the kit raises max frame for that check).
     pub jumbo: bool,
     /// Opens a silent connection, to check that it holds up no `accept`.
+    /// Only for a transport whose links start with a handshake (the
+    /// silent peer then stays pending); where any connection is a link
+    /// at once, leave it `None` (the kit would wait for it to echo).
     pub silent: Option<SilentOpener>,
     pub slow_reader: SlowReader,
     /// The most bytes of frames a stalled link may hold between the two
-    /// ends (its documented buffers plus the kernel's).
+    /// ends: its documented buffers plus the kernel's (for TCP on
+    /// loopback, `net.ipv4.tcp_wmem` + `tcp_rmem` maxima: some 10 MiB).
     pub buffer_bound: usize,
 }
 
@@ -75,14 +82,14 @@ impl Setup {
         transport: Arc<dyn Transport>,
         listen: &str,
         connect_to: impl Fn(&str) -> Url + Send + Sync + 'static,
-        unreachable: Url,
+        unreachable: &str,
     ) -> Self {
         Setup {
             transport,
             dialer: None,
             listen: listen.parse().expect("listen URL"),
             connect_to: Box::new(connect_to),
-            unreachable,
+            unreachable: unreachable.parse().expect("unreachable URL"),
             params: LinkParams::default()
                 .with_handshake_timeout(Duration::from_secs(3))
                 .with_keepalive(None),
@@ -528,7 +535,7 @@ mod tests {
             Arc::new(Mem::new(64)),
             "mem://kit",
             |addr| format!("mem://{addr}").parse().unwrap(),
-            "mem://nobody".parse().unwrap(),
+            "mem://nobody",
         );
         setup.jumbo = true;
         futures::executor::block_on(run(&setup));

@@ -18,7 +18,8 @@ pub fn bad_url(url: &Url, reason: impl Into<String>) -> TransportError {
 }
 
 /// The host (IPv6 without brackets) and port of `url`; the port defaults
-/// to `default_port`, else the scheme's known one (80 for ws...).
+/// to `default_port`, else the scheme's known one (80 for ws...); none of
+/// these is `BadUrl` ("no port"), as is a URL without a host.
 pub fn host_port(url: &Url, default_port: Option<u16>) -> Result<(String, u16), TransportError> {
     let host = url
         .host_str()

@@ -195,7 +195,8 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link without a close hook.
+    /// A link without a close hook, taking finished frames only
+    /// (`offload` and `offload_udp` false).
     pub fn new(rx: FrameStream, tx: FrameSink, peer: PeerInfo) -> Self {
         Link {
             rx,
@@ -317,11 +318,14 @@ impl Registry {
     /// The transport for `url`'s scheme; an unknown scheme is an error that
     /// lists the known ones.
     pub fn resolve(&self, url: &Url) -> Result<&Arc<dyn Transport>, TransportError> {
-        self.get(url.scheme())
-            .ok_or_else(|| TransportError::UnknownScheme {
+        self.get(url.scheme()).ok_or_else(|| {
+            let mut known = self.schemes();
+            known.sort_unstable();
+            TransportError::UnknownScheme {
                 scheme: url.scheme().to_string(),
-                known: self.schemes().join(", "),
-            })
+                known: known.join(", "),
+            }
+        })
     }
 
     pub fn connect(

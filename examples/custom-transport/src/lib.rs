@@ -217,11 +217,11 @@ impl Transport for Unix {
         let (path, params) = (unix_path(url), params.clone());
         async move {
             let path = path?;
-            let what = format!("connecting to unix:{path}");
-            timeout(params.handshake_timeout, what.clone(), async {
+            // The caller prints the URL: the context says what failed.
+            timeout(params.handshake_timeout, "connecting", async {
                 let s = smol::net::unix::UnixStream::connect(&path)
                     .await
-                    .map_err(io_error(what))?;
+                    .map_err(io_error("connecting"))?;
                 // The socket's two clones are independent halves (no lock).
                 handshake_link(s.clone(), s, params.clone(), path.clone()).await
             })

@@ -19,7 +19,7 @@ fn unix_setup(tag: &str) -> Setup {
         Arc::new(Unix),
         &format!("unix:{}", sock(tag)),
         |path| format!("unix:{path}").parse().unwrap(),
-        format!("unix:{}", sock("nobody")).parse().unwrap(),
+        &format!("unix:{}", sock("nobody")),
     );
     s.jumbo = true;
     s.silent = Some(Box::new(|path: &str| {

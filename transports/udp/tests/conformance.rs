@@ -16,7 +16,7 @@ fn setup(psk: Option<Key>) -> Setup {
         "udp://127.0.0.1:0",
         |addr| format!("udp://{addr}").parse().unwrap(),
         // A port nobody listens on: HELLO draws an ICMP port unreachable.
-        "udp://127.0.0.1:9".parse().unwrap(),
+        "udp://127.0.0.1:9",
     );
     // Datagrams: a reader that does not keep up loses frames (its socket
     // buffer and the link's queue of 1024 frames bound what waits).

@@ -95,7 +95,10 @@ impl fmt::Debug for TlsServer {
     }
 }
 
-fn server_config(files: &ServerTlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+/// The rustls server configuration `files` make (ALPN `http/1.1`; other
+/// transports, e.g. QUIC, set their own). Exposed so every transport
+/// takes the same certificate options.
+pub fn server_config(files: &ServerTlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let chain = certs("certificate file", &files.cert)?;
     let key = key(&files.key)?;
@@ -174,7 +177,8 @@ impl fmt::Debug for TlsClient {
     }
 }
 
-fn client_config(files: &ClientTlsFiles) -> Result<rustls::ClientConfig, TlsError> {
+/// The rustls client configuration `files` make (see [`server_config`]).
+pub fn client_config(files: &ClientTlsFiles) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

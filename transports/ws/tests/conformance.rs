@@ -15,7 +15,7 @@ fn setup(ws: Ws, scheme: &'static str) -> Setup {
         &format!("{scheme}://127.0.0.1:0/"),
         move |addr| format!("{scheme}://{addr}/").parse().unwrap(),
         // Nobody listens on port 9 (discard): the connect is refused.
-        format!("{scheme}://127.0.0.1:9/").parse().unwrap(),
+        &format!("{scheme}://127.0.0.1:9/"),
     );
     s.jumbo = true;
     // A TCP connection that never sends its handshake.
