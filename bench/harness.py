@@ -16,8 +16,9 @@ figure is the median of N rounds.
 With --loss/--delay the veth pair becomes two, joined in a third
 namespace by bench/impair.py, which drops and delays frames in userspace
 (the kernel here has no sch_netem); offloads are turned off on that path
-(ethtool). --cc sets the TCP congestion control of both namespaces (the
-outer TCP of ws:// and wss://, and iperf3's inner TCP); --quic-cc QUIC's.
+(ethtool). --cc sets the congestion control of iperf3's TCP (inside the
+tunnel), --outer-cc that of ws:// and wss://'s own TCP (etherws --tcp-cc),
+--quic-cc QUIC's.
 
 Standard library only.
 """
@@ -151,14 +152,19 @@ class Harness:
             ns.ip("link", "set", "veth0", "up")
             if self.m is not None:
                 ns.run("ethtool", "-K", "veth0", "tso", "off", "gso", "off", "gro", "off", "tx", "off")
-            if self.args.cc:
-                ns.run("sysctl", "-qw", "net.ipv4.tcp_congestion_control=" + self.args.cc)
         if self.m is not None:
             self.impair = self.m.spawn(
                 sys.executable, os.path.join(HERE, "impair.py"), "va", "vb",
                 "--loss", str(self.args.loss / 100.0), "--delay-ms", str(self.args.delay),
                 log=os.path.join(self.tmp, "impair.log"))
             self.procs.append(self.impair)
+        self.restart_iperf()
+
+    def restart_iperf(self):
+        """A fresh iperf3 server: one that still runs a test a client gave
+        up on (it happens on a lossy path) refuses the next."""
+        if self.iperf:
+            stop_procs([self.iperf])
         self.iperf = self.a.spawn("iperf3", "-s", "-p", "5201")
         wait_port(self.a, "5201")
 
@@ -216,6 +222,9 @@ class Harness:
         if scheme == "quic":
             sargs += ["--quic-cc", self.args.quic_cc]
             cargs += ["--quic-cc", self.args.quic_cc]
+        if scheme in ("ws", "wss") and self.args.outer_cc:
+            sargs += ["--tcp-cc", self.args.outer_cc]
+            cargs += ["--tcp-cc", self.args.outer_cc]
         common = ["--tap", "ethws0", "--mtu", str(self.mtu)] + list(extra)
         listen = {"udp": "udp://198.18.0.1:8080", "quic": "quic://198.18.0.1:8080"}.get(scheme, "198.18.0.1:8080")
         s = self.a.spawn(BIN, "-q", "server", "--listen", listen, "--address",
@@ -288,6 +297,7 @@ class Harness:
                     raise
                 progress("bench: %s: %s; again" % (what, e))
                 time.sleep(1)
+                self.restart_iperf()
 
     def iperf_tcp(self, target, streams):
         return self.retry("iperf3 TCP", lambda: self._iperf_tcp(target, streams))
@@ -344,7 +354,7 @@ class Harness:
                 "rtt_p99_us": rtt_p99, "udp64_pps": udp, "cpu_s_per_gb": cpu}
 
 
-METRICS = [("tcp1_gbps", "TCP 1 stream", "Gbit/s", "%.2f"), ("tcp4_gbps", "TCP 4 streams", "Gbit/s", "%.2f"),
+METRICS = [("tcp1_gbps", "TCP 1 stream", "Gbit/s", "%.3g"), ("tcp4_gbps", "TCP 4 streams", "Gbit/s", "%.3g"),
            ("rtt_median_us", "ping RTT median", "us", "%.0f"), ("rtt_p99_us", "ping RTT p99", "us", "%.0f"),
            ("udp64_pps", "64 B UDP received", "frames/s", "%.0f"), ("cpu_s_per_gb", "CPU", "s/GB", "%.2f")]
 
@@ -366,7 +376,8 @@ def main():
                     help="comma-separated subset of veth,vxlan,ws,ws_filters,wss,udp,quic,openvpn")
     ap.add_argument("--loss", type=float, default=0.0, help="percent of frames lost on the underlay, each way")
     ap.add_argument("--delay", type=float, default=0.0, help="ms of delay added on the underlay, each way")
-    ap.add_argument("--cc", default=None, help="TCP congestion control (cubic, bbr...; default: the system's)")
+    ap.add_argument("--cc", default=None, help="iperf3's TCP congestion control (cubic, bbr...; default: the system's)")
+    ap.add_argument("--outer-cc", default=None, help="ws/wss links' TCP congestion control (etherws --tcp-cc)")
     ap.add_argument("--quic-cc", default="cubic", help="QUIC congestion control: cubic, bbr, newreno")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for the JSON")
     args = ap.parse_args()
@@ -394,10 +405,12 @@ def main():
         return statistics.median(vals) if vals else None
     figures = {s: {m: med([run[m] for run in runs[s]]) for m, *_ in METRICS} for s in systems}
     ref = figures.get("vxlan")
-    tcp_cc = args.cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
-    print("\nMTU %d, %d s per run, %d round(s), %d cores, %s; loss %g%%, delay %g ms each way; TCP %s, QUIC %s" % (
-        args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release(),
-        args.loss, args.delay, tcp_cc, args.quic_cc))
+    outer_cc = args.outer_cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
+    tcp_cc = args.cc or outer_cc
+    print("\nMTU %d, %d s per run, %d round(s), %d cores, %s; loss %g%%, delay %g ms each way; "
+          "inner TCP %s, outer TCP (ws, wss) %s, QUIC %s" % (
+              args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release(),
+              args.loss, args.delay, tcp_cc, outer_cc, args.quic_cc))
     head = "%-11s" % "system" + "".join("%30s" % ("%s (%s)" % (label, unit)) for _, label, unit, _ in METRICS)
     print(head)
     for s in systems:
@@ -415,10 +428,10 @@ def main():
     result = {"date": now.isoformat(timespec="seconds"), "kernel": platform.release(),
               "cpus": os.cpu_count(), "git": rev, "mtu": args.mtu, "seconds": args.seconds,
               "rounds": args.rounds, "loss_percent": args.loss, "delay_ms_each_way": args.delay,
-              "tcp_cc": tcp_cc, "quic_cc": args.quic_cc, "figures": figures,
+              "tcp_cc": tcp_cc, "outer_tcp_cc": outer_cc, "quic_cc": args.quic_cc, "figures": figures,
               "ratio_to_vxlan": {s: {m: (figures[s][m] / ref[m] if ref and ref.get(m) and figures[s][m] is not None else None)
                                      for m, *_ in METRICS} for s in systems}}
-    impaired = "-loss%g-delay%g-%s" % (args.loss, args.delay, tcp_cc) if (args.loss or args.delay) else ""
+    impaired = "-loss%g-delay%g-%s-%s" % (args.loss, args.delay, tcp_cc, outer_cc) if (args.loss or args.delay) else ""
     path = os.path.join(args.out, "%s-%s-mtu%d%s.json" % (now.strftime("%Y%m%dT%H%M%SZ"), rev, args.mtu, impaired))
     with open(path, "w") as f:
         json.dump(result, f, indent=2)

@@ -152,6 +152,10 @@ pub struct LinkArgs {
     /// udp:// never encrypts: anyone on the path still reads the frames.
     #[arg(long, value_name = "FILE")]
     pub psk_file: Option<PathBuf>,
+    /// ws:// and wss:// only: the TCP congestion control of the link's
+    /// connection (e.g. cubic, bbr; default: the system's).
+    #[arg(long, value_name = "ALGO")]
+    pub tcp_cc: Option<String>,
     /// quic:// only: QUIC's congestion control (cubic, bbr, newreno).
     #[arg(long, default_value = "cubic", value_name = "ALGO")]
     pub quic_cc: etherws_quic::Congestion,

@@ -48,11 +48,19 @@ impl Refused {
     }
 }
 
-/// `--listen` as a URL: one with a scheme as it is, `ADDR:PORT` as ws://
-/// (wss:// with TLS) on `path`.
-pub fn listen_url(listen: &str, path: &str, tls: bool) -> Result<Url> {
+/// `--listen` as a URL: a URL of a known scheme (`udp://...`,
+/// `unix:/path`) as it is, `ADDR:PORT` as ws:// (wss:// with TLS) on
+/// `path`.
+pub fn listen_url(listen: &str, path: &str, tls: bool, schemes: &[&str]) -> Result<Url> {
     if listen.contains("://") {
         return Url::parse(listen).with_context(|| format!("bad --listen URL {listen:?}"));
+    }
+    // `localhost:8080` parses as a URL of scheme "localhost": only a
+    // scheme some transport serves makes it one.
+    if let Ok(u) = Url::parse(listen) {
+        if schemes.contains(&u.scheme()) {
+            return Ok(u);
+        }
     }
     if !path.starts_with('/') {
         bail!("--path must start with '/': {path:?}");
@@ -72,12 +80,13 @@ pub async fn run(
     transports: Transports,
     signals: async_channel::Receiver<Signal>,
 ) -> Result<()> {
+    let registry = transports.registry();
+    let schemes = registry.schemes();
     let urls = args
         .listen
         .iter()
-        .map(|l| listen_url(l, &args.path, args.tls_cert.is_some()))
+        .map(|l| listen_url(l, &args.path, args.tls_cert.is_some(), &schemes))
         .collect::<Result<Vec<_>>>()?;
-    let registry = transports.registry();
     for url in &urls {
         registry.resolve(url)?;
     }
@@ -99,7 +108,9 @@ pub async fn run(
             .with_context(|| format!("cannot listen on {url}"))?;
         let shown = match url.scheme() {
             "ws" | "wss" => format!("{}://{}{}", url.scheme(), listener.local_addr(), url.path()),
-            s => format!("{s}://{}", listener.local_addr()),
+            s if url.has_host() => format!("{s}://{}", listener.local_addr()),
+            // `unix:/path` and the like: no address to fill in.
+            _ => url.to_string(),
         };
         log::info!(
             "listening on {shown} ({})",
@@ -174,5 +185,22 @@ async fn accept_loop(ex: Ex, node: Node, mut listener: Box<dyn Listener>, refuse
                 Timer::after(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_forms() {
+        let known = ["ws", "wss", "udp", "unix"];
+        let u = |l: &str, tls| listen_url(l, "/x", tls, &known).map(|u| u.to_string());
+        assert_eq!(u("0.0.0.0:8080", false).unwrap(), "ws://0.0.0.0:8080/x");
+        assert_eq!(u("0.0.0.0:8080", true).unwrap(), "wss://0.0.0.0:8080/x");
+        assert_eq!(u("localhost:8080", false).unwrap(), "ws://localhost:8080/x");
+        assert_eq!(u("udp://0.0.0.0:9", false).unwrap(), "udp://0.0.0.0:9");
+        assert_eq!(u("unix:/run/e.sock", false).unwrap(), "unix:/run/e.sock");
+        assert!(u("0.0.0.0", false).is_err());
     }
 }

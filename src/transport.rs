@@ -73,7 +73,10 @@ fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
 }
 
 pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
-    let mut cfg = WsConfig::default();
+    let mut cfg = WsConfig {
+        tcp_congestion: a.link.tcp_cc.clone(),
+        ..WsConfig::default()
+    };
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             TlsServer::new(ServerTlsFiles {
@@ -149,7 +152,10 @@ fn password(a: &ClientArgs, user: &str) -> Result<String> {
 }
 
 pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
-    let mut cfg = WsConfig::default();
+    let mut cfg = WsConfig {
+        tcp_congestion: a.link.tcp_cc.clone(),
+        ..WsConfig::default()
+    };
     let wss = a.urls.iter().any(|u| u.scheme() == "wss");
     let quic = a.urls.iter().any(|u| u.scheme() == "quic");
     let tls_files = ClientTlsFiles {

@@ -72,6 +72,97 @@ fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
+fn spawn(ns: &Netns, log: &std::path::Path, args: &[&str]) -> Proc {
+    Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, BIN])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn ping_within(ns: &Netns, addr: &str, secs: u64) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if ns.run(&["ping", "-c", "1", "-W", "1", addr]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A Unix socket crosses network namespaces (it lives in the file
+/// system): a server and a client of the example binary, joined by
+/// `unix:` only.
+#[test]
+fn unix_transport_server_and_client_across_namespaces() {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs root"
+        );
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let tag = format!("exu{}", std::process::id());
+    let a = Netns::new(format!("{tag}-a"));
+    let b = Netns::new(format!("{tag}-b"));
+    let dir = std::env::temp_dir();
+    let sock = dir.join(format!("{tag}.sock"));
+    let url = format!("unix:{}", sock.display());
+    let (slog, clog) = (
+        dir.join(format!("{tag}-s.log")),
+        dir.join(format!("{tag}-c.log")),
+    );
+    let server = spawn(
+        &a,
+        &slog,
+        &[
+            "server",
+            "--listen",
+            &url,
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.1/24",
+        ],
+    );
+    let t = Instant::now();
+    while !sock.exists() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = spawn(
+        &b,
+        &clog,
+        &[
+            "client",
+            &url,
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.2/24",
+        ],
+    );
+    let ok = ping_within(&b, "198.19.0.1", 30);
+    let logs = format!(
+        "server:\n{}\nclient:\n{}",
+        std::fs::read_to_string(&slog).unwrap_or_default(),
+        std::fs::read_to_string(&clog).unwrap_or_default()
+    );
+    assert!(ok, "no ping over unix: within 30 s:\n{logs}");
+    assert!(logs.contains("listening on unix:"), "{logs}");
+    drop(client);
+    drop(server);
+    for f in [slog, clog] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 #[test]
 fn exec_transport_tunnels_ping_between_two_namespaces() {
     if !is_root() {

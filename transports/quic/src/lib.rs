@@ -184,7 +184,7 @@ async fn connect(
         .connect_with(client, addr, &name)
         .map_err(|e| TransportError::Handshake(e.to_string()))?;
     let conn = connecting.await.map_err(|e| connection_error(&url, e))?;
-    Ok(link::make(conn, Some(endpoint), &params, stats))
+    Ok(link::make(conn, endpoint, true, &params, stats))
 }
 
 fn connection_error(url: &Url, e: quinn::ConnectionError) -> TransportError {
@@ -298,12 +298,13 @@ impl Listener for QuicListener {
                 )));
             }
             let (params, stats) = (self.params.clone(), self.stats.clone());
+            let endpoint = self.endpoint.clone();
             let t = params.handshake_timeout;
             let pending = async move {
                 let conn = incoming
                     .await
                     .map_err(|e| TransportError::Refused(format!("{from}: QUIC handshake: {e}")))?;
-                Ok(link::make(conn, None, &params, stats))
+                Ok(link::make(conn, endpoint, false, &params, stats))
             };
             Ok(timeout(t, format!("QUIC handshake from {from}"), pending).boxed() as PendingLink)
         }

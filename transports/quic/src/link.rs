@@ -19,9 +19,13 @@ use crate::QuicStats;
 /// Close code of an orderly end.
 const DONE: u32 = 0;
 
+/// `endpoint` lives as long as the link (a server's too, so that links
+/// close in order after the listener is gone); a `client` link owns its
+/// endpoint and waits for it to go idle when it closes.
 pub(crate) fn make(
     conn: Connection,
-    endpoint: Option<Endpoint>,
+    endpoint: Endpoint,
+    client: bool,
     params: &LinkParams,
     stats: Arc<QuicStats>,
 ) -> Link {
@@ -43,7 +47,7 @@ pub(crate) fn make(
     let tx = QuicTx {
         empty_space: conn.datagram_send_buffer_space(),
         conn,
-        endpoint,
+        endpoint: client.then_some(endpoint),
         next_id: 0,
         stats,
         log,
@@ -60,8 +64,8 @@ struct QuicRx {
     max_frame: usize,
     stats: Arc<QuicStats>,
     done: bool,
-    /// A client's endpoint lives as long as its link.
-    _endpoint: Option<Endpoint>,
+    /// The endpoint lives as long as the link.
+    _endpoint: Endpoint,
 }
 
 impl Stream for QuicRx {
@@ -129,6 +133,7 @@ impl Stream for QuicRx {
 
 struct QuicTx {
     conn: Connection,
+    /// A client's own endpoint, to wait on at close.
     endpoint: Option<Endpoint>,
     next_id: u32,
     stats: Arc<QuicStats>,

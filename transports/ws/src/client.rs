@@ -53,7 +53,7 @@ async fn dial(
     let mut tcp = TcpStream::connect((dial_host.as_str(), dial_port))
         .await
         .map_err(io_err(what))?;
-    tune(&tcp, cfg.keepalive);
+    tune(&tcp, cfg.keepalive, cfg.tcp_congestion.as_deref());
     let remote = tcp
         .peer_addr()
         .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string());

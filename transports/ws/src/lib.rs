@@ -140,6 +140,9 @@ pub struct WsConfig {
     /// Offer (client) or accept (server) the offload subprotocol, which
     /// carries super-frames and partial checksums whole.
     pub offload: bool,
+    /// The TCP congestion control of every connection (Linux: `cubic`,
+    /// `bbr`...); `None`: the system's default.
+    pub tcp_congestion: Option<String>,
     pub client: ClientConfig,
     pub server: ServerConfig,
 }
@@ -151,6 +154,7 @@ impl Default for WsConfig {
             handshake_timeout: Duration::from_secs(10),
             keepalive: Some(DEFAULT_KEEPALIVE),
             offload: true,
+            tcp_congestion: None,
             client: ClientConfig::default(),
             server: ServerConfig::default(),
         }

@@ -209,7 +209,11 @@ async fn handshake_with(
     tcp: TcpStream,
     addr: SocketAddr,
 ) -> Result<Link, TransportError> {
-    tune(&tcp, shared.cfg.keepalive);
+    tune(
+        &tcp,
+        shared.cfg.keepalive,
+        shared.cfg.tcp_congestion.as_deref(),
+    );
     match &shared.cfg.server.tls {
         Some(t) if shared.scheme == "wss" => {
             let stream = t.acceptor().accept(tcp).await.map_err(|e| {

@@ -41,11 +41,21 @@ impl IntoHalves for futures_rustls::server::TlsStream<TcpStream> {
 
 /// TCP options every link gets: no Nagle delay, and with keepalive a
 /// TCP_USER_TIMEOUT of interval + timeout, so data that the peer never
-/// acknowledges (a cut cable while frames are queued) also ends the link.
-pub(crate) fn tune(tcp: &TcpStream, keepalive: Option<Keepalive>) {
+/// acknowledges (a cut cable while frames are queued) also ends the link;
+/// the congestion control `cc` if one was asked for (`--tcp-cc`).
+pub(crate) fn tune(tcp: &TcpStream, keepalive: Option<Keepalive>, cc: Option<&str>) {
     let _ = tcp.set_nodelay(true);
+    let sock = socket2::SockRef::from(tcp);
     if let Some(k) = keepalive {
-        let sock = socket2::SockRef::from(tcp);
         let _ = sock.set_tcp_user_timeout(Some(k.dead_after().max(Duration::from_secs(1))));
+    }
+    if let Some(cc) = cc {
+        if let Err(e) = sock.set_tcp_congestion(cc.as_bytes()) {
+            // Once per process: the same error would repeat per link.
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::warn!("TCP congestion control {cc:?} not set ({e}); links use the system's");
+            }
+        }
     }
 }
