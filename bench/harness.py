@@ -7,7 +7,8 @@ run: iperf3 TCP with 1 and 4 streams, ping RTT (median and p99 of 200 probes
 10 ms apart), 64-byte UDP frames received per second, and the CPU seconds
 the tunnel's processes spent per GB received. Systems: the raw veth, the
 kernel's own L2 tunnel (vxlan, the reference every figure is compared to),
-etherws over ws://, wss://, udp:// and quic://, etherws with three pass
+etherws over ws://, wss://, udp:// (also with --udp-offload) and quic://,
+etherws with three pass
 filters on both ends, and OpenVPN in tap mode over TCP when it is
 installed. Prints a table with every figure also as a ratio to vxlan, and
 writes the figures as JSON under bench/results/. With --rounds N each
@@ -227,6 +228,7 @@ class Harness:
             cargs += ["--tcp-cc", self.args.outer_cc]
         common = ["--tap", "ethws0", "--mtu", str(self.mtu)] + list(extra)
         listen = {"udp": "udp://198.18.0.1:8080", "quic": "quic://198.18.0.1:8080"}.get(scheme, "198.18.0.1:8080")
+        # --udp-offload goes to both ends (extra does), like --filter.
         s = self.a.spawn(BIN, "-q", "server", "--listen", listen, "--address",
                          "198.19.0.1/24", *common, *sargs, log=os.path.join(self.tmp, "server.log"))
         self.procs.append(s)
@@ -246,6 +248,9 @@ class Harness:
 
     def sys_udp(self):
         return self.etherws("udp")
+
+    def sys_udp_offload(self):
+        return self.etherws("udp", ["--udp-offload"])
 
     def sys_quic(self):
         return self.etherws("quic")
@@ -372,8 +377,8 @@ def main():
     ap.add_argument("--mtu", type=int, default=1500, help="overlay MTU (default 1500)")
     ap.add_argument("--seconds", type=int, default=10, help="seconds per iperf3 run (default 10)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds; each figure is the median (default 1)")
-    ap.add_argument("--systems", default="veth,vxlan,ws,ws_filters,wss,udp,quic,openvpn",
-                    help="comma-separated subset of veth,vxlan,ws,ws_filters,wss,udp,quic,openvpn")
+    ap.add_argument("--systems", default="veth,vxlan,ws,ws_filters,wss,udp,udp_offload,quic,openvpn",
+                    help="comma-separated subset of veth,vxlan,ws,ws_filters,wss,udp,udp_offload,quic,openvpn")
     ap.add_argument("--loss", type=float, default=0.0, help="percent of frames lost on the underlay, each way")
     ap.add_argument("--delay", type=float, default=0.0, help="ms of delay added on the underlay, each way")
     ap.add_argument("--cc", default=None, help="iperf3's TCP congestion control (cubic, bbr...; default: the system's)")

@@ -156,6 +156,11 @@ pub struct LinkArgs {
     /// connection (e.g. cubic, bbr; default: the system's).
     #[arg(long, value_name = "ALGO")]
     pub tcp_cc: Option<String>,
+    /// udp:// only: carry super-frames whole (offered by a client, granted
+    /// by a server; both ends need it). Far faster on a clean path; on a
+    /// lossy one each lost IP fragment loses a whole 64 KiB super-frame.
+    #[arg(long)]
+    pub udp_offload: bool,
     /// quic:// only: QUIC's congestion control (cubic, bbr, newreno).
     #[arg(long, default_value = "cubic", value_name = "ALGO")]
     pub quic_cc: etherws_quic::Congestion,

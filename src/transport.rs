@@ -63,6 +63,7 @@ fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
     };
     Ok(Udp::new(UdpConfig {
         psk,
+        offload: link.udp_offload,
         max_peers: if max_peers == 0 {
             usize::MAX
         } else {

@@ -100,7 +100,7 @@ fn udp_stray_and_unauthenticated_datagrams_create_no_port() {
     // Junk, a frame for no session, a HELLO without a key, a HELLO with
     // the wrong key: none may become a port.
     let wrong = wire::Key::new(b"a different key of some length").unwrap();
-    let hello = wire::hello([7; 16], 1522);
+    let hello = wire::hello([7; 16], 1522, 0);
     let mut d = Vec::new();
     let mut datagrams = vec![
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
@@ -314,4 +314,40 @@ fn quic_hub_switches_between_two_clients() {
         .count();
     assert_eq!(links, 2, "{report}");
     let _ = std::fs::remove_dir_all(d);
+}
+
+#[test]
+fn udp_offload_carries_super_frames_and_20_mb_both_ways() {
+    if !root_or_skip("udp_offload") {
+        return;
+    }
+    let h = udp_two_hosts("udpo", &["--udp-offload"]);
+    let client = h.cli.etherws(
+        "client",
+        &[
+            "client",
+            UDP_URL,
+            "--udp-offload",
+            "--tap",
+            "ethws0",
+            "--address",
+            "198.19.0.2/24",
+        ],
+    );
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "ping over udp with offload failed:\n{}\n{}",
+        h.server.log(),
+        client.log()
+    );
+    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 << 20);
+    assert!(intact, "client -> server: {n} bytes, not byte-identical");
+    let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
+    assert!(intact, "server -> client: {n} bytes, not byte-identical");
+    let log = h.server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("attached: link udp://") && l.contains("(offload")),
+        "offload was not agreed:\n{log}"
+    );
 }

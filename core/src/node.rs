@@ -383,9 +383,14 @@ impl Node {
         // Set by the writer when the link failed under it: no point then in
         // reading on for the peer's Close.
         let broken = Arc::new(AtomicBool::new(false));
+        let carries = if link.offload {
+            " (offload: super-frames cross whole)"
+        } else {
+            ""
+        };
         self.link_line(
             log::Level::Info,
-            format_args!("port {id} attached: {} {name}", kind.as_str()),
+            format_args!("port {id} attached: {} {name}{carries}", kind.as_str()),
         );
         let Link {
             rx,

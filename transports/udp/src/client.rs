@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,11 @@ async fn hello(
     params: &LinkParams,
 ) -> Result<Link, TransportError> {
     let nonce: [u8; 16] = rand::random();
+    let options = if cfg.offload && params.offload {
+        wire::OPT_VNET
+    } else {
+        0
+    };
     let mut counter = 1u64;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 2048];
@@ -76,7 +81,7 @@ async fn hello(
             kind::HELLO,
             0,
             key,
-            &wire::hello(nonce, params.max_frame as u32),
+            &wire::hello(nonce, params.max_frame as u32, options),
         );
         sock.send(&out)
             .await
@@ -92,7 +97,7 @@ async fn hello(
             let Ok(d) = wire::decode(&buf[..n], cfg.psk.as_ref()) else {
                 continue;
             };
-            let Some((echo, _max)) = wire::parse_welcome(d.payload) else {
+            let Some((echo, _max, granted)) = wire::parse_welcome(d.payload) else {
                 continue;
             };
             if d.kind != kind::WELCOME || echo != nonce || d.session == 0 {
@@ -111,18 +116,27 @@ async fn hello(
                 max_frame: params.max_frame,
                 stats: stats.clone(),
                 closed: AtomicBool::new(false),
+                vnet: options & granted & wire::OPT_VNET != 0,
+                queued: AtomicUsize::new(0),
             });
+            let vnet = sh.vnet;
+            if options & wire::OPT_VNET != 0 && !vnet {
+                log::info!("udp: {addr} does not take offload; frames are cut to the MTU here");
+            }
             let dead = params.keepalive.map(|k| k.dead_after());
             let rx = ClientRx::new(sh.clone(), replay, dead);
             let tx = UdpTx::new(sh, params.keepalive);
-            return Ok(Link::new(
+            let mut link = Link::new(
                 Box::pin(rx),
                 Box::pin(tx),
                 PeerInfo {
                     scheme: "udp",
                     remote: addr.to_string(),
                 },
-            ));
+            );
+            link.offload = vnet;
+            link.offload_udp = vnet;
+            return Ok(link);
         }
     }
 }

@@ -50,6 +50,12 @@ pub struct UdpConfig {
     pub max_peers: usize,
     /// Datagrams queued per client toward the node before new ones drop.
     pub rx_queue: usize,
+    /// Offer (client) or grant (server) offload: super-frames of up to
+    /// 64 KiB cross whole, each as one datagram that IP fragments on the
+    /// way (spec/protocol.md §13.4). Much faster on a clean path; on a
+    /// lossy one a lost fragment loses the whole super-frame. Off by
+    /// default; both ends must turn it on (and the node's offload).
+    pub offload: bool,
 }
 
 impl Default for UdpConfig {
@@ -58,6 +64,7 @@ impl Default for UdpConfig {
             psk: None,
             max_peers: 4096,
             rx_queue: 1024,
+            offload: false,
         }
     }
 }

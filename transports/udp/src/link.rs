@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use async_io::{Async, ReadableOwned, Timer, WritableOwned};
 use etherws_core::bytes::Bytes;
 use etherws_core::futures::{Sink, Stream};
+use etherws_core::offload::{self, VnetHdr, VNET_HDR_LEN};
 use etherws_core::{Frame, Keepalive, LinkError};
 
 use crate::wire::{self, kind, Key, Replay};
@@ -40,16 +41,50 @@ pub(crate) struct Shared {
     /// The peer said CLOSE, or the link ended (server: the receive
     /// thread forgets the peer).
     pub closed: AtomicBool,
+    /// FRAME payloads carry a virtio-net header first (offload agreed).
+    pub vnet: bool,
+    /// Server: bytes of frames queued toward the node (bounded by the
+    /// receive thread at [`RX_QUEUE_BYTES`]).
+    pub queued: AtomicUsize,
+}
+
+/// Bytes of frames a server queues per client toward the node.
+pub(crate) const RX_QUEUE_BYTES: usize = 4 << 20;
+
+/// A FRAME payload as a frame: with `vnet`, the header first.
+pub(crate) fn frame_from(payload: &[u8], vnet: bool, max_frame: usize) -> Result<Frame, LinkError> {
+    if !vnet {
+        if payload.len() > max_frame {
+            return Err(LinkError::Oversize(payload.len()));
+        }
+        return Ok(Frame::new(Bytes::copy_from_slice(payload)));
+    }
+    let h = VnetHdr::parse(payload).map_err(|_| LinkError::NotAFrame("bad offload header"))?;
+    let data = &payload[VNET_HDR_LEN..];
+    // A super-frame may exceed max frame (the node checks it against its
+    // header); a plain one may not.
+    if data.len() > max_frame && !h.is_gso() {
+        return Err(LinkError::Oversize(data.len()));
+    }
+    Ok(Frame::with_vnet(
+        Bytes::copy_from_slice(data),
+        (!h.is_plain()).then_some(h),
+    ))
 }
 
 impl Shared {
     /// Builds a datagram of `kind` around `payload` into `out`.
     pub fn encode(&self, out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+        self.encode_parts(out, kind, &[payload]);
+    }
+
+    /// [`Shared::encode`] with the payload in pieces.
+    pub fn encode_parts(&self, out: &mut Vec<u8>, kind: u8, parts: &[&[u8]]) {
         let key = self
             .key
             .as_ref()
             .map(|k| (k, self.counter.fetch_add(1, Relaxed)));
-        wire::encode(out, kind, self.session, key, payload);
+        wire::encode_parts(out, kind, self.session, key, parts);
     }
 
     fn send_now(&self, d: &[u8]) -> io::Result<usize> {
@@ -160,6 +195,31 @@ impl UdpTx {
     }
 }
 
+impl UdpTx {
+    /// Encodes one frame as a datagram, or drops it (counted) when no
+    /// datagram can hold it.
+    fn queue_frame(&mut self, frame: Frame) {
+        let sh = &self.sh;
+        let len = frame.len();
+        let hdr_len = if sh.vnet { VNET_HDR_LEN } else { 0 };
+        if len + hdr_len + wire::overhead(sh.key.is_some()) > wire::MAX_DATAGRAM {
+            sh.stats.note(
+                &sh.stats.oversize,
+                format_args!("a {len}-byte frame does not fit in a datagram; dropped"),
+            );
+            return;
+        }
+        let mut out = Vec::new();
+        if sh.vnet {
+            let h = frame.meta.vnet.unwrap_or_default().to_bytes();
+            sh.encode_parts(&mut out, kind::FRAME, &[&h, frame.bytes()]);
+        } else {
+            sh.encode(&mut out, kind::FRAME, frame.bytes());
+        }
+        self.queue.push_back(out);
+    }
+}
+
 impl Sink<Frame> for UdpTx {
     type Error = LinkError;
 
@@ -175,18 +235,21 @@ impl Sink<Frame> for UdpTx {
     }
 
     fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), LinkError> {
-        let sh = &self.sh;
-        let len = frame.len();
-        if len + wire::overhead(sh.key.is_some()) > wire::MAX_DATAGRAM {
-            sh.stats.note(
-                &sh.stats.oversize,
-                format_args!("a {len}-byte frame does not fit in a datagram; dropped"),
-            );
+        let vnet = self.sh.vnet;
+        let room = wire::MAX_DATAGRAM
+            - wire::overhead(self.sh.key.is_some())
+            - if vnet { VNET_HDR_LEN } else { 0 };
+        if let (true, Some(h)) = (frame.len() > room, frame.meta.vnet) {
+            // A super-frame too large for one datagram: cut here.
+            let mut segs = Vec::new();
+            if offload::finish(frame, &h, |f| segs.push(f)).is_ok() {
+                for f in segs {
+                    self.queue_frame(f);
+                }
+            }
             return Ok(());
         }
-        let mut out = Vec::new();
-        sh.encode(&mut out, kind::FRAME, frame.bytes());
-        self.queue.push_back(out);
+        self.queue_frame(frame);
         Ok(())
     }
 
@@ -294,10 +357,7 @@ impl ClientRx {
         }
         sh.last_rx.store(now_ms(), Relaxed);
         match d.kind {
-            kind::FRAME if d.payload.len() > sh.max_frame => {
-                Some(Err(LinkError::Oversize(d.payload.len())))
-            }
-            kind::FRAME => Some(Ok(Frame::new(Bytes::copy_from_slice(d.payload)))),
+            kind::FRAME => Some(frame_from(d.payload, sh.vnet, sh.max_frame)),
             kind::PING => {
                 sh.send_control(kind::PONG, &[]);
                 None
@@ -391,7 +451,12 @@ impl Stream for ServerRx {
             return Poll::Ready(None);
         }
         match this.rx.as_mut().poll_next(cx) {
-            Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(Some(item)) => {
+                if let Ok(f) = &item {
+                    this.sh.queued.fetch_sub(f.len(), Relaxed);
+                }
+                Poll::Ready(Some(item))
+            }
             Poll::Ready(None) => {
                 this.done = true;
                 Poll::Ready(None)

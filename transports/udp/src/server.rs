@@ -9,12 +9,11 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use etherws_core::bytes::Bytes;
 use etherws_core::futures::future::{self, BoxFuture, Either};
 use etherws_core::futures::FutureExt;
 use etherws_core::helpers::{host_port, io_error};
@@ -23,7 +22,7 @@ use etherws_core::{
     Frame, Link, LinkError, LinkParams, Listener, PeerInfo, PendingLink, TransportError,
 };
 
-use crate::link::{ServerRx, Shared, UdpTx};
+use crate::link::{frame_from, ServerRx, Shared, UdpTx, RX_QUEUE_BYTES};
 use crate::wire::{self, kind, Replay};
 use crate::{now_ms, UdpConfig, UdpStats, DEFAULT_PORT};
 
@@ -106,6 +105,8 @@ struct Peer {
     sh: Arc<Shared>,
     frames: async_channel::Sender<Result<Frame, LinkError>>,
     nonce: [u8; 16],
+    /// The options of its WELCOME (said again for a repeated HELLO).
+    granted: u8,
     replay: Replay,
 }
 
@@ -199,13 +200,18 @@ impl Receiver {
         p.sh.last_rx.store(now_ms(), Relaxed);
         match dg.kind {
             kind::FRAME => {
-                let item = if dg.payload.len() > p.sh.max_frame {
-                    Err(LinkError::Oversize(dg.payload.len()))
-                } else {
-                    Ok(Frame::new(Bytes::copy_from_slice(dg.payload)))
-                };
+                let item = frame_from(dg.payload, p.sh.vnet, p.sh.max_frame);
+                let len = item.as_ref().map_or(0, |f| f.len());
+                if p.sh.queued.load(Relaxed) + len > RX_QUEUE_BYTES {
+                    return st.note(
+                        &st.queue_full,
+                        format_args!("{from}'s receive queue is full; a frame dropped"),
+                    );
+                }
                 match p.frames.try_send(item) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        p.sh.queued.fetch_add(len, Relaxed);
+                    }
                     Err(async_channel::TrySendError::Full(_)) => {
                         st.note(
                             &st.queue_full,
@@ -229,13 +235,25 @@ impl Receiver {
 
     fn hello(&mut self, dg: &wire::Datagram<'_>, from: SocketAddr) {
         let st = self.stats.clone();
-        let Some((nonce, time, _max)) = wire::parse_hello(dg.payload) else {
+        let Some(wire::Hello {
+            nonce,
+            time,
+            options,
+            ..
+        }) = wire::parse_hello(dg.payload)
+        else {
             return st.note(&st.stray, format_args!("a malformed HELLO from {from}"));
         };
+        let ours = if self.cfg.offload && self.params.offload {
+            wire::OPT_VNET
+        } else {
+            0
+        };
+        let granted = options & ours;
         if let Some(p) = self.peers.get(&from) {
             if p.nonce == nonce {
                 // Our WELCOME was lost: say it again.
-                let w = wire::welcome(nonce, self.params.max_frame as u32);
+                let w = wire::welcome(nonce, self.params.max_frame as u32, p.granted);
                 p.sh.send_control(kind::WELCOME, &w);
                 return;
             }
@@ -280,6 +298,8 @@ impl Receiver {
             max_frame: self.params.max_frame,
             stats: st.clone(),
             closed: AtomicBool::new(false),
+            vnet: granted & wire::OPT_VNET != 0,
+            queued: AtomicUsize::new(0),
         });
         let mut replay = Replay::default();
         replay.accept(dg.counter);
@@ -290,7 +310,7 @@ impl Receiver {
                 .map(|k| k.dead_after())
                 .unwrap_or(IDLE_WITHOUT_KEEPALIVE),
         );
-        let link = Link::new(
+        let mut link = Link::new(
             Box::pin(ServerRx::new(sh.clone(), frx, dead)),
             Box::pin(UdpTx::new(sh.clone(), None)),
             PeerInfo {
@@ -298,6 +318,8 @@ impl Receiver {
                 remote: from.to_string(),
             },
         );
+        link.offload = sh.vnet;
+        link.offload_udp = sh.vnet;
         if self.backlog.try_send(link).is_err() {
             return st.note(
                 &st.stray,
@@ -306,7 +328,7 @@ impl Receiver {
         }
         sh.send_control(
             kind::WELCOME,
-            &wire::welcome(nonce, self.params.max_frame as u32),
+            &wire::welcome(nonce, self.params.max_frame as u32, granted),
         );
         self.peers.insert(
             from,
@@ -314,6 +336,7 @@ impl Receiver {
                 sh,
                 frames: ftx,
                 nonce,
+                granted,
                 replay,
             },
         );

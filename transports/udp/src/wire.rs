@@ -42,10 +42,14 @@ pub mod kind {
 /// Flag: counter and tag present.
 pub const AUTH: u8 = 1;
 
-/// HELLO payload: nonce (16), unix time in seconds (8), max frame (4).
-pub const HELLO_LEN: usize = 28;
-/// WELCOME payload: the HELLO's nonce (16), max frame (4).
-pub const WELCOME_LEN: usize = 20;
+/// HELLO payload: nonce (16), unix time in seconds (8), max frame (4),
+/// options (1).
+pub const HELLO_LEN: usize = 29;
+/// WELCOME payload: the HELLO's nonce (16), max frame (4), options (1).
+pub const WELCOME_LEN: usize = 21;
+/// Option: FRAME payloads start with a 10-byte virtio-net header (offered
+/// in HELLO, granted in WELCOME).
+pub const OPT_VNET: u8 = 1;
 
 /// A pre-shared key for HMAC-SHA256.
 #[derive(Clone)]
@@ -99,8 +103,19 @@ pub enum Reject {
 
 /// Writes a datagram into `out` (cleared first).
 pub fn encode(out: &mut Vec<u8>, kind: u8, session: u32, key: Option<(&Key, u64)>, payload: &[u8]) {
+    encode_parts(out, kind, session, key, &[payload]);
+}
+
+/// [`encode`] with a payload in pieces (an offload header, then a frame).
+pub fn encode_parts(
+    out: &mut Vec<u8>,
+    kind: u8,
+    session: u32,
+    key: Option<(&Key, u64)>,
+    parts: &[&[u8]],
+) {
     out.clear();
-    out.reserve(overhead(key.is_some()) + payload.len());
+    out.reserve(overhead(key.is_some()) + parts.iter().map(|p| p.len()).sum::<usize>());
     out.push(kind);
     out.push(if key.is_some() { AUTH } else { 0 });
     out.extend_from_slice(&[0, 0]);
@@ -108,7 +123,9 @@ pub fn encode(out: &mut Vec<u8>, kind: u8, session: u32, key: Option<(&Key, u64)
     if let Some((_, counter)) = key {
         out.extend_from_slice(&counter.to_be_bytes());
     }
-    out.extend_from_slice(payload);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
     if let Some((k, _)) = key {
         let tag = k.tag(out);
         out.extend_from_slice(&tag);
@@ -154,37 +171,49 @@ pub fn decode<'a>(d: &'a [u8], key: Option<&Key>) -> Result<Datagram<'a>, Reject
 }
 
 /// HELLO's payload.
-pub fn hello(nonce: [u8; 16], max_frame: u32) -> [u8; HELLO_LEN] {
+pub fn hello(nonce: [u8; 16], max_frame: u32, options: u8) -> [u8; HELLO_LEN] {
     let mut p = [0u8; HELLO_LEN];
     p[..16].copy_from_slice(&nonce);
     p[16..24].copy_from_slice(&unix_now().to_be_bytes());
-    p[24..].copy_from_slice(&max_frame.to_be_bytes());
+    p[24..28].copy_from_slice(&max_frame.to_be_bytes());
+    p[28] = options;
     p
 }
 
-/// (nonce, unix time, max frame) of a HELLO payload.
-pub fn parse_hello(p: &[u8]) -> Option<([u8; 16], u64, u32)> {
-    (p.len() == HELLO_LEN).then(|| {
-        (
-            p[..16].try_into().unwrap(),
-            u64::from_be_bytes(p[16..24].try_into().unwrap()),
-            u32::from_be_bytes(p[24..].try_into().unwrap()),
-        )
+/// A HELLO's contents.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub nonce: [u8; 16],
+    /// The client's unix time, in seconds.
+    pub time: u64,
+    pub max_frame: u32,
+    pub options: u8,
+}
+
+pub fn parse_hello(p: &[u8]) -> Option<Hello> {
+    (p.len() == HELLO_LEN).then(|| Hello {
+        nonce: p[..16].try_into().unwrap(),
+        time: u64::from_be_bytes(p[16..24].try_into().unwrap()),
+        max_frame: u32::from_be_bytes(p[24..28].try_into().unwrap()),
+        options: p[28],
     })
 }
 
-pub fn welcome(nonce: [u8; 16], max_frame: u32) -> [u8; WELCOME_LEN] {
+pub fn welcome(nonce: [u8; 16], max_frame: u32, options: u8) -> [u8; WELCOME_LEN] {
     let mut p = [0u8; WELCOME_LEN];
     p[..16].copy_from_slice(&nonce);
-    p[16..].copy_from_slice(&max_frame.to_be_bytes());
+    p[16..20].copy_from_slice(&max_frame.to_be_bytes());
+    p[20] = options;
     p
 }
 
-pub fn parse_welcome(p: &[u8]) -> Option<([u8; 16], u32)> {
+/// (nonce, max frame, options) of a WELCOME.
+pub fn parse_welcome(p: &[u8]) -> Option<([u8; 16], u32, u8)> {
     (p.len() == WELCOME_LEN).then(|| {
         (
             p[..16].try_into().unwrap(),
-            u32::from_be_bytes(p[16..].try_into().unwrap()),
+            u32::from_be_bytes(p[16..20].try_into().unwrap()),
+            p[20],
         )
     })
 }
