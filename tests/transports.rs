@@ -16,16 +16,12 @@ fn udp_two_hosts(tag: &str, server_args: &[&str]) -> TwoHosts {
     two_hosts(tag, &args)
 }
 
-#[test]
-fn udp_ping_and_20_mb_both_ways_byte_identical() {
-    if !root_or_skip("udp_two_hosts") {
-        return;
-    }
-    let h = udp_two_hosts("udp2", &[]);
-    let client = start_client(&h.cli, UDP_URL, 2);
+/// Ping both ways, then 20 MB over TCP both ways, byte for byte; the
+/// server's report lists the client's link under `scheme`.
+fn ping_and_20_mb_both_ways(h: &TwoHosts, client: &Proc, scheme: &str) {
     assert!(
         h.cli.ping_until(SRV_TAP, UP),
-        "client -> server ping over udp failed:\n{}\n{}",
+        "client -> server ping over {scheme} failed:\n{}\n{}",
         h.server.log(),
         client.log()
     );
@@ -38,7 +34,20 @@ fn udp_ping_and_20_mb_both_ways_byte_identical() {
     let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
     assert!(intact, "server -> client: {n} bytes, not byte-identical");
     let report = h.server.report();
-    assert!(report.contains("udp://198.18.0.2:"), "{report}");
+    assert!(
+        report.contains(&format!("{scheme}://198.18.0.2:")),
+        "{report}"
+    );
+}
+
+#[test]
+fn udp_ping_and_20_mb_both_ways_byte_identical() {
+    if !root_or_skip("udp_two_hosts") {
+        return;
+    }
+    let h = udp_two_hosts("udp2", &[]);
+    let client = start_client(&h.cli, UDP_URL, 2);
+    ping_and_20_mb_both_ways(&h, &client, "udp");
 }
 
 #[test]
@@ -222,21 +231,7 @@ fn quic_ping_and_20_mb_both_ways_byte_identical_and_a_wrong_ca_is_refused() {
             "198.19.0.2/24",
         ],
     );
-    assert!(
-        h.cli.ping_until(SRV_TAP, UP),
-        "client -> server ping over quic failed:\n{}\n{}",
-        h.server.log(),
-        client.log()
-    );
-    assert!(
-        h.srv.ping_until("198.19.0.2", UP),
-        "server -> client ping failed"
-    );
-    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 << 20);
-    assert!(intact, "client -> server: {n} bytes, not byte-identical");
-    let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
-    assert!(intact, "server -> client: {n} bytes, not byte-identical");
-    assert!(h.server.report().contains("quic://198.18.0.2:"));
+    ping_and_20_mb_both_ways(&h, &client, "quic");
 
     // A client that trusts no such CA gets no link, and says why.
     let other = quic_pki("quic2o");
@@ -334,16 +329,7 @@ fn udp_offload_carries_super_frames_and_20_mb_both_ways() {
             "198.19.0.2/24",
         ],
     );
-    assert!(
-        h.cli.ping_until(SRV_TAP, UP),
-        "ping over udp with offload failed:\n{}\n{}",
-        h.server.log(),
-        client.log()
-    );
-    let (n, intact) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5001", 20 << 20);
-    assert!(intact, "client -> server: {n} bytes, not byte-identical");
-    let (n, intact) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5002", 20 << 20);
-    assert!(intact, "server -> client: {n} bytes, not byte-identical");
+    ping_and_20_mb_both_ways(&h, &client, "udp");
     let log = h.server.log();
     assert!(
         log.lines()
