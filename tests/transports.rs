@@ -40,6 +40,24 @@ fn ping_and_20_mb_both_ways(h: &TwoHosts, client: &Proc, scheme: &str) {
     );
 }
 
+/// A and B of a two-client star ping each other through the server; its
+/// report lists two `scheme` links. Returns the report.
+fn hub_switches(s: &Star, server: &Proc, scheme: &str) -> String {
+    assert!(
+        s.clients[0].ping_until("198.19.0.3", UP),
+        "A -> B over the {scheme} hub failed:\n{}",
+        server.log()
+    );
+    assert!(s.clients[1].ping_until("198.19.0.2", UP), "B -> A failed");
+    let report = server.report();
+    let links = report
+        .lines()
+        .filter(|l| l.starts_with("port ") && l.contains(&format!("{scheme}://")))
+        .count();
+    assert_eq!(links, 2, "{report}");
+    report
+}
+
 #[test]
 fn udp_ping_and_20_mb_both_ways_byte_identical() {
     if !root_or_skip("udp_two_hosts") {
@@ -66,18 +84,7 @@ fn udp_hub_switches_between_two_clients_beside_a_ws_listener() {
     );
     let _a = start_client(&s.clients[0], "udp://198.18.1.1:8080", 2);
     let _b = start_client(&s.clients[1], "udp://198.18.2.1:8080", 3);
-    assert!(
-        s.clients[0].ping_until("198.19.0.3", UP),
-        "A -> B over the udp hub failed:\n{}",
-        server.log()
-    );
-    assert!(s.clients[1].ping_until("198.19.0.2", UP), "B -> A failed");
-    let report = server.report();
-    let links = report
-        .lines()
-        .filter(|l| l.starts_with("port ") && l.contains("udp://"))
-        .count();
-    assert_eq!(links, 2, "{report}");
+    let report = hub_switches(&s, &server, "udp");
     let mac_a = s.clients[0].mac("ethws0");
     assert!(report.contains(&format!("mac {mac_a} port")), "{report}");
 }
@@ -296,18 +303,7 @@ fn quic_hub_switches_between_two_clients() {
     };
     let _a = client(0, "quic://198.18.1.1:8443", "198.19.0.2/24");
     let _b = client(1, "quic://198.18.2.1:8443", "198.19.0.3/24");
-    assert!(
-        s.clients[0].ping_until("198.19.0.3", UP),
-        "A -> B over the quic hub failed:\n{}",
-        server.log()
-    );
-    assert!(s.clients[1].ping_until("198.19.0.2", UP), "B -> A failed");
-    let report = server.report();
-    let links = report
-        .lines()
-        .filter(|l| l.starts_with("port ") && l.contains("quic://"))
-        .count();
-    assert_eq!(links, 2, "{report}");
+    hub_switches(&s, &server, "quic");
     let _ = std::fs::remove_dir_all(d);
 }
 

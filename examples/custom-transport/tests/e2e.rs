@@ -65,6 +65,20 @@ extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Whether to run: root is needed; without it the test skips, except
+/// under CI=true, where it fails.
+fn root_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true needs root"
+    );
+    eprintln!("skipped: needs root");
+    false
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -101,12 +115,7 @@ fn ping_within(ns: &Netns, addr: &str, secs: u64) -> bool {
 /// `unix:` only.
 #[test]
 fn unix_transport_server_and_client_across_namespaces() {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true needs root"
-        );
-        eprintln!("skipped: needs root");
+    if !root_or_skip() {
         return;
     }
     let tag = format!("exu{}", std::process::id());
@@ -165,12 +174,7 @@ fn unix_transport_server_and_client_across_namespaces() {
 
 #[test]
 fn exec_transport_tunnels_ping_between_two_namespaces() {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true needs root"
-        );
-        eprintln!("skipped: needs root");
+    if !root_or_skip() {
         return;
     }
     let tag = format!("exa{}", std::process::id());
