@@ -202,16 +202,21 @@ impl Receiver {
             kind::FRAME => {
                 let item = frame_from(dg.payload, p.sh.vnet, p.sh.max_frame);
                 let len = item.as_ref().map_or(0, |f| f.len());
-                if p.sh.queued.load(Relaxed) + len > RX_QUEUE_BYTES {
+                // Counted before it is queued: the link may take it (and
+                // subtract) before `try_send` even returns.
+                if p.sh.queued.fetch_add(len, Relaxed) + len > RX_QUEUE_BYTES {
+                    p.sh.queued.fetch_sub(len, Relaxed);
                     return st.note(
                         &st.queue_full,
                         format_args!("{from}'s receive queue is full; a frame dropped"),
                     );
                 }
-                match p.frames.try_send(item) {
-                    Ok(()) => {
-                        p.sh.queued.fetch_add(len, Relaxed);
-                    }
+                let sent = p.frames.try_send(item);
+                if sent.is_err() {
+                    p.sh.queued.fetch_sub(len, Relaxed);
+                }
+                match sent {
+                    Ok(()) => {}
                     Err(async_channel::TrySendError::Full(_)) => {
                         st.note(
                             &st.queue_full,
