@@ -46,8 +46,9 @@ def main():
     tag = "ewh%d" % os.getpid()
     spaces, procs = [], []
     try:
-        s, c1, c2 = (Netns("%s-%s" % (tag, n)) for n in ("s", "c1", "c2"))
-        spaces += [s, c1, c2]
+        for n in ("s", "c1", "c2"):  # each one kept as made: torn down on failure
+            spaces.append(Netns("%s-%s" % (tag, n)))
+        s, c1, c2 = spaces
         for i, c in ((1, c1), (2, c2)):
             sh("ip", "link", "add", "hv%d" % i, "netns", s.name, "type", "veth",
                "peer", "name", "hv0", "netns", c.name)

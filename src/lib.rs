@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The library crates do the work: `etherws-core` (switch, ports, TAP,
-//! the transport contract), `etherws-ws` (WebSocket), `etherws-udp`.
+//! the transport contract), `etherws-ws` (WebSocket), `etherws-udp`,
+//! `etherws-quic`.
 
 mod cli;
 mod client;
@@ -106,7 +107,7 @@ fn raise_fd_limit() {
 }
 
 /// Runs the `etherws` command line (arguments from the environment) with
-/// the built-in transports (`ws`, `wss`, `udp`) and those of `extra`; a
+/// the built-in transports (`ws`, `wss`, `udp`, `quic`) and those of `extra`; a
 /// scheme in `extra` wins over a built-in one. Every link of an `extra`
 /// transport gets the node's [`etherws_core::LinkParams`] (max frame,
 /// offload, handshake timeout, keepalive) and all of the program's

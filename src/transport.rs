@@ -64,11 +64,7 @@ fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
     Ok(Udp::new(UdpConfig {
         psk,
         offload: link.udp_offload,
-        max_peers: if max_peers == 0 {
-            usize::MAX
-        } else {
-            max_peers
-        },
+        max_peers,
         ..UdpConfig::default()
     }))
 }
@@ -78,16 +74,20 @@ pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
         tcp_congestion: a.link.tcp_cc.clone(),
         ..WsConfig::default()
     };
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(
-            TlsServer::new(ServerTlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: a.client_ca.clone(),
-            })
-            .context("cannot set up TLS")?,
-        )),
+    // The same files serve wss:// and quic://.
+    let tls_files = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: a.client_ca.clone(),
+        }),
         _ => None,
+    };
+    let tls = match &tls_files {
+        Some(f) => Some(Arc::new(
+            TlsServer::new(f.clone()).context("cannot set up TLS")?,
+        )),
+        None => None,
     };
     let htpasswd = match &a.htpasswd {
         Some(p) => Some(Arc::new(
@@ -112,14 +112,7 @@ pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
         max_pending_per_ip: a.max_pending_per_ip,
     };
     let quic = Quic::new(QuicConfig {
-        server: match (&a.tls_cert, &a.tls_key) {
-            (Some(cert), Some(key)) => Some(ServerTlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: a.client_ca.clone(),
-            }),
-            _ => None,
-        },
+        server: tls_files,
         congestion: a.link.quic_cc,
         max_peers: a.max_clients,
         ..QuicConfig::default()

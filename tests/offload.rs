@@ -12,40 +12,13 @@ use common::*;
 
 const UP: Duration = Duration::from_secs(30);
 
-fn both_ways(h: &TwoHosts, tag: &str) {
-    assert!(
-        h.cli.ping_until(SRV_TAP, UP),
-        "{tag}: client -> server ping:\n{}",
-        h.server.log()
-    );
-    assert!(
-        h.srv.ping_until("198.19.0.2", UP),
-        "{tag}: server -> client ping"
-    );
-    let (n, ok) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5010", 20 << 20);
-    assert!(ok, "{tag}: client -> server 20 MB: {n} bytes or corrupt");
-    let (n, ok) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5011", 20 << 20);
-    assert!(ok, "{tag}: server -> client 20 MB: {n} bytes or corrupt");
-}
-
 #[test]
 fn an_offloading_server_and_a_client_without_offloads() {
     if !root_or_skip("offload_server") {
         return;
     }
     let h = two_hosts("ofs", &[]);
-    let c = h.cli.etherws(
-        "client",
-        &[
-            "client",
-            WS_URL,
-            "--tap",
-            "ethws0",
-            "--address",
-            "198.19.0.2/24",
-            "--no-offload",
-        ],
-    );
+    let c = client_with(&h.cli, "client", &[WS_URL], &["--no-offload"], 2);
     both_ways(&h, "server offloads, client does not");
     // The server cut its super-frames for the client: no bad offload drops.
     let report = h.server.report();
@@ -516,19 +489,7 @@ fn filters_that_declare_super_frames_see_them_whole_and_others_do_not() {
         let f = counting_filter(caps);
         let tag = if caps == 1 { "off1" } else { "off0" };
         let h = two_hosts(tag, &["--filter", &f, "--egress-filter", &f]);
-        let c = h.cli.etherws(
-            "client",
-            &[
-                "client",
-                WS_URL,
-                "--tap",
-                "ethws0",
-                "--address",
-                "198.19.0.2/24",
-                "--filter",
-                &f,
-            ],
-        );
+        let c = client_with(&h.cli, "client", &[WS_URL], &["--filter", &f], 2);
         both_ways(&h, &format!("filters with caps={caps}"));
         let (srv, cli) = (h.server.report(), c.report());
         let counts = [

@@ -34,27 +34,6 @@ fn server_cert(ca: &Ca, dir: &std::path::Path, kind: KeyKind) -> (String, String
     )
 }
 
-fn client_with(ns: &Netns, label: &str, urls: &[&str], extra: &[&str], host: u8) -> Proc {
-    let addr = format!("198.19.0.{host}/24");
-    let mut args = vec!["client"];
-    args.extend_from_slice(urls);
-    args.extend_from_slice(&["--tap", "ethws0", "--address", &addr]);
-    args.extend_from_slice(extra);
-    ns.etherws(label, &args)
-}
-
-/// A `--once` client with a TAP of its own (no address).
-fn once(ns: &Netns, label: &str, url: &str, extra: &[&str]) -> Proc {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(10);
-    let tap = format!(
-        "ethws{}",
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let mut args = vec!["client", "--once", url, "--tap", &tap];
-    args.extend_from_slice(extra);
-    ns.etherws(label, &args)
-}
-
 #[test]
 fn wss_with_a_test_ca_carries_ping_and_20_mb_and_refuses_a_wrong_ca() {
     if !root_or_skip("wss") {

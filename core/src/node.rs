@@ -127,6 +127,21 @@ impl QueueBound {
 /// reading costs its sources this wait once. Flooded frames never wait.
 const ROOM_WAIT: Duration = Duration::from_millis(20);
 
+/// The longest one frame waits for room in all, however steadily the port
+/// drains: a port that frees a little now and then must not hold its
+/// source's reader (and so every other port it feeds) for ever.
+const ROOM_WAIT_MAX: Duration = Duration::from_millis(100);
+
+/// A reader's reusable buffers, so switching a frame allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    /// Unicast frames whose port had no room: queued in order, each
+    /// waiting a little for room (ROOM_WAIT), before the next read.
+    waiting: Vec<(Arc<Output>, Frame)>,
+    /// The ports a flooded frame goes to (empty between frames).
+    many: Vec<Arc<Output>>,
+}
+
 struct Slot {
     kind: PortKind,
     name: String,
@@ -173,6 +188,7 @@ impl Output {
             Ok(()) => return,
             Err(f) => f,
         };
+        let give_up = std::time::Instant::now() + ROOM_WAIT_MAX;
         while !self.bound.stuck.load(Relaxed) && !self.queue.is_closed() {
             let listener = self.bound.room.listen();
             // Room may have come between the try and the listen.
@@ -181,11 +197,19 @@ impl Output {
                 Err(f) => f,
             };
             // The listener fires only when the writer takes a frame out.
-            let timer = async_io::Timer::after(ROOM_WAIT);
+            let now = std::time::Instant::now();
+            let timer = async_io::Timer::at((now + ROOM_WAIT).min(give_up));
             if let futures::future::Either::Right(_) =
                 futures::future::select(listener, timer).await
             {
-                self.bound.stuck.store(true, Relaxed);
+                // Nothing left the port for ROOM_WAIT: stuck. Or this
+                // frame waited its fill: dropped, the port is not stuck.
+                if std::time::Instant::now() < give_up {
+                    self.bound.stuck.store(true, Relaxed);
+                }
+                break;
+            }
+            if std::time::Instant::now() >= give_up {
                 break;
             }
             frame = match self.try_enqueue(frame) {
@@ -564,9 +588,7 @@ impl Node {
             port_kind: kind,
         };
         let mut storm = StormBucket::new(self.inner.cfg.storm_limit);
-        // Unicast frames whose port had no room: queued in order, each
-        // waiting a little for room (ROOM_WAIT), before the next read.
-        let mut waiting: Vec<(Arc<Output>, Frame)> = Vec::new();
+        let mut scratch = Scratch::default();
         let (mut burst, mut burst_bytes) = (0, 0);
         while let Some(item) = rx.next().await {
             // A link that always has a frame ready must not pin a thread:
@@ -581,8 +603,8 @@ impl Node {
                 Ok(frame) => {
                     burst_bytes += frame.len();
                     counters.rx(frame.len());
-                    self.ingress(&ctx, frame, counters, &mut storm, &mut waiting);
-                    for (out, frame) in waiting.drain(..) {
+                    self.ingress(&ctx, frame, counters, &mut storm, &mut scratch);
+                    for (out, frame) in scratch.waiting.drain(..) {
                         out.enqueue_waiting(frame).await;
                     }
                 }
@@ -628,7 +650,7 @@ impl Node {
         frame: Frame,
         counters: &PortCounters,
         storm: &mut StormBucket,
-        waiting: &mut Vec<(Arc<Output>, Frame)>,
+        scratch: &mut Scratch,
     ) {
         if let Some(vnet) = frame.meta.vnet {
             use crate::offload::{check, Unfit};
@@ -649,14 +671,14 @@ impl Node {
             let chain = &*self.inner.ingress;
             if !vnet.is_gso() || (!chain.is_empty() && frame.len() > chain.super_frames()) {
                 // `finish` fails before it hands out any segment.
-                let each = |f| self.ingress_one(ctx, f, counters, storm, waiting);
+                let each = |f| self.ingress_one(ctx, f, counters, storm, scratch);
                 if let Err(e) = crate::offload::finish(frame, &vnet, each) {
                     self.count_drop(ctx.port, counters, DropReason::BadOffload, &e);
                 }
                 return;
             }
         }
-        self.ingress_one(ctx, frame, counters, storm, waiting)
+        self.ingress_one(ctx, frame, counters, storm, scratch)
     }
 
     fn ingress_one(
@@ -665,7 +687,7 @@ impl Node {
         mut frame: Frame,
         counters: &PortCounters,
         storm: &mut StormBucket,
-        waiting: &mut Vec<(Arc<Output>, Frame)>,
+        scratch: &mut Scratch,
     ) {
         let len = frame.len();
         if len > self.inner.cfg.max_frame && frame.meta.vnet.is_none() {
@@ -706,7 +728,7 @@ impl Node {
         // Under the lock only the decision and the targets; enqueueing
         // (which may wake a writer on another thread) comes after.
         let mut one: Option<Arc<Output>> = None;
-        let mut many: Vec<Arc<Output>> = Vec::new();
+        let Scratch { waiting, many } = scratch;
         let mut fab = self.fabric();
         let Fabric { switch, slots } = &mut *fab;
         let outcome = switch.handle_frame(now, ctx.port, &view);
@@ -750,8 +772,8 @@ impl Node {
                     waiting.push((o, frame));
                 }
             }
-        } else if let Some((last, rest)) = many.split_last() {
-            for o in rest {
+        } else if let Some(last) = many.pop() {
+            for o in many.drain(..) {
                 o.enqueue(frame.clone());
             }
             last.enqueue(frame);

@@ -176,6 +176,14 @@ impl<R: AsyncRead + Unpin> Stream for StreamRx<R> {
                     let Some(k) = this.keepalive else {
                         return Poll::Pending;
                     };
+                    // The deadline only moves later: an armed timer that
+                    // has not fired needs no look (re-arming costs a
+                    // reactor round trip).
+                    if let Some(t) = &mut this.timer {
+                        if Pin::new(t).poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
                     let deadline = this.last_rx + k.dead_after();
                     if Instant::now() >= deadline {
                         this.done = true;
@@ -184,14 +192,13 @@ impl<R: AsyncRead + Unpin> Stream for StreamRx<R> {
                             format!("nothing received for {:?}", k.dead_after()),
                         )))));
                     }
-                    let t = this
-                        .timer
-                        .get_or_insert_with(|| async_io::Timer::at(deadline));
-                    t.set_at(deadline);
-                    if Pin::new(t).poll(cx).is_ready() {
-                        continue;
+                    match &mut this.timer {
+                        Some(t) => {
+                            t.set_at(deadline);
+                        }
+                        None => this.timer = Some(async_io::Timer::at(deadline)),
                     }
-                    return Poll::Pending;
+                    // Polled at the top of the next round.
                 }
             }
         }
@@ -245,6 +252,12 @@ impl<W: AsyncWrite + Unpin> StreamTx<W> {
     fn keepalive(&mut self, cx: &mut Context<'_>) {
         let Some(k) = self.keepalive else { return };
         loop {
+            // As in the reader: only a timer that fired is re-armed.
+            if let Some(t) = &mut self.timer {
+                if Pin::new(t).poll(cx).is_pending() {
+                    return;
+                }
+            }
             let due = self.last_tx + k.interval;
             if Instant::now() >= due {
                 if self.out.is_empty() {
@@ -253,10 +266,11 @@ impl<W: AsyncWrite + Unpin> StreamTx<W> {
                 self.last_tx = Instant::now();
                 continue;
             }
-            let t = self.timer.get_or_insert_with(|| async_io::Timer::at(due));
-            t.set_at(due);
-            if Pin::new(t).poll(cx).is_pending() {
-                return;
+            match &mut self.timer {
+                Some(t) => {
+                    t.set_at(due);
+                }
+                None => self.timer = Some(async_io::Timer::at(due)),
             }
         }
     }

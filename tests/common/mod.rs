@@ -578,3 +578,42 @@ pub fn port_line(report: &str, part: &str) -> Option<String> {
         .find(|l| l.starts_with("port ") && l.contains(part))
         .map(str::to_string)
 }
+
+/// A client of `urls` in `ns` with TAP ethws0 at 198.19.0.`host`/24, plus
+/// `extra` flags.
+pub fn client_with(ns: &Netns, label: &str, urls: &[&str], extra: &[&str], host: u8) -> Proc {
+    let addr = format!("198.19.0.{host}/24");
+    let mut args = vec!["client"];
+    args.extend_from_slice(urls);
+    args.extend_from_slice(&["--tap", "ethws0", "--address", &addr]);
+    args.extend_from_slice(extra);
+    ns.etherws(label, &args)
+}
+
+/// A `--once` client with a TAP of its own (no address).
+pub fn once(ns: &Netns, label: &str, url: &str, extra: &[&str]) -> Proc {
+    static N: AtomicU32 = AtomicU32::new(10);
+    let tap = format!("ethws{}", N.fetch_add(1, Ordering::Relaxed));
+    let mut args = vec!["client", "--once", url, "--tap", &tap];
+    args.extend_from_slice(extra);
+    ns.etherws(label, &args)
+}
+
+/// Ping both ways through the tunnel of [`two_hosts`] (client at
+/// 198.19.0.2), then 20 MB over TCP both ways, byte for byte.
+pub fn both_ways(h: &TwoHosts, tag: &str) {
+    let up = Duration::from_secs(30);
+    assert!(
+        h.cli.ping_until(SRV_TAP, up),
+        "{tag}: client -> server ping:\n{}",
+        h.server.log()
+    );
+    assert!(
+        h.srv.ping_until("198.19.0.2", up),
+        "{tag}: server -> client ping"
+    );
+    let (n, ok) = tcp_transfer(&h.cli, &h.srv, "198.19.0.1:5010", 20 << 20);
+    assert!(ok, "{tag}: client -> server 20 MB: {n} bytes or corrupt");
+    let (n, ok) = tcp_transfer(&h.srv, &h.cli, "198.19.0.2:5011", 20 << 20);
+    assert!(ok, "{tag}: server -> client 20 MB: {n} bytes or corrupt");
+}

@@ -117,12 +117,8 @@ impl Transport for Exec {
                 .map_err(io_error(format!("running {shown:?}")))?;
             let mut stdin = child.stdin.take().expect("piped");
             let mut stdout = child.stdout.take().expect("piped");
-            timeout(
-                params.handshake_timeout,
-                format!("greeting from {shown:?}"),
-                stream::handshake(&mut stdout, &mut stdin, &params),
-            )
-            .await?;
+            // Under `params.handshake_timeout` (the handshake's own).
+            stream::handshake(&mut stdout, &mut stdin, &params).await?;
             let write = ChildIn {
                 stdin: Some(stdin),
                 _child: Arc::new(child),
@@ -252,15 +248,9 @@ impl Listener for UnixListener {
                 .await
                 .map_err(io_error("accepting on a unix socket"))?;
             let (params, remote) = (self.params.clone(), format!("{} (accepted)", self.path));
-            let t = params.handshake_timeout;
-            // The greeting runs in the pending link, under the timeout: a
-            // silent peer holds up nobody.
-            Ok(timeout(
-                t,
-                "unix: greeting",
-                handshake_link(s.clone(), s, params, remote),
-            )
-            .boxed() as PendingLink)
+            // The greeting runs in the pending link, under the handshake's
+            // own timeout: a silent peer holds up nobody.
+            Ok(handshake_link(s.clone(), s, params, remote).boxed() as PendingLink)
         }
         .boxed()
     }

@@ -72,7 +72,7 @@ pub struct QuicConfig {
 }
 
 /// What the transport dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct QuicStats {
     /// Frames whose pieces did not all arrive.
     pub incomplete: AtomicU64,
@@ -80,6 +80,19 @@ pub struct QuicStats {
     pub too_large: AtomicU64,
     /// Datagrams that are not frames or pieces.
     pub malformed: AtomicU64,
+    /// One limit on the warnings of all links (20 per 10 s).
+    pub(crate) log: etherws_core::stats::LogLimiter,
+}
+
+impl Default for QuicStats {
+    fn default() -> Self {
+        QuicStats {
+            incomplete: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            log: etherws_core::stats::LogLimiter::new(20, Duration::from_secs(10)),
+        }
+    }
 }
 
 impl QuicStats {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::{FutureExt, Sink, Stream};
-use etherws_core::stats::LogLimiter;
 use etherws_core::{Frame, Link, LinkError, LinkParams, PeerInfo};
 use quinn::{Connection, ConnectionError, Endpoint, SendDatagramError, VarInt};
 
@@ -33,7 +32,6 @@ pub(crate) fn make(
         scheme: "quic",
         remote: conn.remote_address().to_string(),
     };
-    let log = Arc::new(LogLimiter::new(20, Duration::from_secs(10)));
     let rx = QuicRx {
         conn: conn.clone(),
         read: None,
@@ -50,7 +48,6 @@ pub(crate) fn make(
         endpoint: client.then_some(endpoint),
         next_id: 0,
         stats,
-        log,
         closing: None,
     };
     Link::new(Box::pin(rx), Box::pin(tx), peer)
@@ -137,7 +134,6 @@ struct QuicTx {
     endpoint: Option<Endpoint>,
     next_id: u32,
     stats: Arc<QuicStats>,
-    log: Arc<LogLimiter>,
     closing: Option<BoxFuture<'static, ()>>,
     /// `datagram_send_buffer_space()` with nothing queued (quinn keeps
     /// a little back for bookkeeping).
@@ -174,7 +170,7 @@ impl Sink<Frame> for QuicTx {
             Ok(d) => d,
             Err(frag::SplitError::TooLarge) => {
                 let n = self.stats.too_large.fetch_add(1, Relaxed) + 1;
-                if self.log.check(std::time::Instant::now()).is_some() {
+                if self.stats.log.check(std::time::Instant::now()).is_some() {
                     log::warn!("quic: a {}-byte frame needs more than 64 datagrams of {max} bytes; dropped ({n} so far)", frame.len());
                 }
                 return Ok(());

@@ -97,11 +97,18 @@ async fn hello(
             let Ok(d) = wire::decode(&buf[..n], cfg.psk.as_ref()) else {
                 continue;
             };
-            let Some((echo, _max, granted)) = wire::parse_welcome(d.payload) else {
+            let Some((echo, their_max, granted)) = wire::parse_welcome(d.payload) else {
                 continue;
             };
             if d.kind != kind::WELCOME || echo != nonce || d.session == 0 {
                 continue;
+            }
+            if (their_max as usize) < params.max_frame {
+                log::warn!(
+                    "udp: {addr} takes frames up to {their_max} bytes, we send up to {}: \
+                     use the same --mtu on both ends",
+                    params.max_frame
+                );
             }
             let mut replay = Replay::default();
             replay.accept(d.counter);

@@ -46,7 +46,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub struct UdpConfig {
     /// Authenticate every datagram with this key (both ends need it).
     pub psk: Option<Key>,
-    /// Most clients a listener serves at once; more HELLOs are ignored.
+    /// Most clients a listener serves at once (0: no limit); more HELLOs
+    /// are ignored.
     pub max_peers: usize,
     /// Datagrams queued per client toward the node before new ones drop.
     pub rx_queue: usize,
@@ -70,7 +71,7 @@ impl Default for UdpConfig {
 }
 
 /// What the transport dropped, across its links and listeners.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UdpStats {
     /// Datagrams that belonged to no session (or were malformed).
     pub stray: AtomicU64,
@@ -85,20 +86,22 @@ pub struct UdpStats {
     /// Datagrams the kernel refused to send (e.g. the peer's port was
     /// closed: ICMP port unreachable).
     pub send_errors: AtomicU64,
-    log: Limiter,
+    /// One limit on the warnings of all links (20 per 10 s).
+    log: LogLimiter,
 }
 
-struct Limiter(LogLimiter);
-
-impl Default for Limiter {
+impl Default for UdpStats {
     fn default() -> Self {
-        Limiter(LogLimiter::new(20, Duration::from_secs(10)))
-    }
-}
-
-impl std::fmt::Debug for Limiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LogLimiter")
+        let zero = || AtomicU64::new(0);
+        UdpStats {
+            stray: zero(),
+            unauthenticated: zero(),
+            replayed: zero(),
+            oversize: zero(),
+            queue_full: zero(),
+            send_errors: zero(),
+            log: LogLimiter::new(20, Duration::from_secs(10)),
+        }
     }
 }
 
@@ -106,7 +109,7 @@ impl UdpStats {
     /// Counts one event and logs it (at most 20 lines per 10 s).
     pub(crate) fn note(&self, counter: &AtomicU64, what: std::fmt::Arguments<'_>) {
         let total = counter.fetch_add(1, Relaxed) + 1;
-        if let Some(s) = self.log.0.check(Instant::now()) {
+        if let Some(s) = self.log.check(Instant::now()) {
             log::warn!("udp: {what} ({total} so far){}", suppressed_note(s));
         }
     }

@@ -105,17 +105,28 @@ impl Shared {
     }
 }
 
-/// The sending half: frames become datagrams in a small queue that
-/// `poll_flush` hands to the socket.
+/// What waits to be sent: the datagram is built (and, with a key, its
+/// counter drawn) only when it goes out, so counters leave in order and
+/// a control datagram sent at once never overtakes more than the
+/// receiver's replay window.
+enum Out {
+    Frame(Frame),
+    Ping,
+}
+
+/// The sending half: frames wait in a small queue that `poll_flush`
+/// hands to the socket, one reused buffer at a time.
 pub(crate) struct UdpTx {
     sh: Arc<Shared>,
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Out>,
+    /// The queue's front, built; kept across `WouldBlock`.
+    buf: Vec<u8>,
+    built: bool,
     writable: Option<Pin<Box<WritableOwned<UdpSocket>>>>,
     /// Client side: PING when nothing was sent or heard for the interval.
     keepalive: Option<Keepalive>,
     last_ping: u64,
     timer: Option<Timer>,
-    failed: bool,
 }
 
 impl UdpTx {
@@ -123,48 +134,73 @@ impl UdpTx {
         UdpTx {
             sh,
             queue: VecDeque::new(),
+            buf: Vec::new(),
+            built: false,
             writable: None,
             keepalive,
             last_ping: 0,
             timer: None,
-            failed: false,
         }
     }
 
-    fn send_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
-        if self.failed {
-            return Poll::Ready(Err(LinkError::Closed));
+    /// Builds the queue's front into `buf`.
+    fn build(&mut self) {
+        let sh = &self.sh;
+        match self.queue.front() {
+            Some(Out::Frame(f)) if sh.vnet => {
+                let h = f.meta.vnet.unwrap_or_default().to_bytes();
+                sh.encode_parts(&mut self.buf, kind::FRAME, &[&h, f.bytes()]);
+            }
+            Some(Out::Frame(f)) => sh.encode(&mut self.buf, kind::FRAME, f.bytes()),
+            Some(Out::Ping) => sh.encode(&mut self.buf, kind::PING, &[]),
+            None => return,
         }
-        while let Some(d) = self.queue.front() {
-            match self.sh.send_now(d) {
-                Ok(_) => {
-                    self.queue.pop_front();
-                    self.sh.last_tx.store(now_ms(), Relaxed);
-                }
+        self.built = true;
+    }
+
+    fn send_queue(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
+        let mut sent = false;
+        while !self.queue.is_empty() {
+            if !self.built {
+                self.build();
+            }
+            match self.sh.send_now(&self.buf) {
+                Ok(_) => sent = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let w = self
                         .writable
                         .get_or_insert_with(|| Box::pin(self.sh.sock.clone().writable_owned()));
                     match w.as_mut().poll(cx) {
-                        Poll::Ready(_) => self.writable = None,
-                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(_) => {
+                            self.writable = None;
+                            continue;
+                        }
+                        Poll::Pending => break,
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMSGSIZE, ECONNREFUSED (ICMP from the peer's host),
                     // ENOBUFS...: this datagram is lost, not the link;
                     // keepalive notices a peer that is gone.
-                    let len = d.len();
-                    self.queue.pop_front();
+                    let len = self.buf.len();
                     self.sh.stats.note(
                         &self.sh.stats.send_errors,
                         format_args!("a {len}-byte datagram was not sent: {e}"),
                     );
                 }
             }
+            self.queue.pop_front();
+            self.built = false;
         }
-        Poll::Ready(Ok(()))
+        if sent {
+            self.sh.last_tx.store(now_ms(), Relaxed);
+        }
+        if self.queue.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Queues a PING when the link was quiet for the interval, and arms
@@ -173,31 +209,35 @@ impl UdpTx {
         let Some(k) = self.keepalive else { return };
         let interval = k.interval.as_millis() as u64;
         loop {
+            // The timer is re-armed only when it fired (arming costs a
+            // reactor round trip).
+            if let Some(t) = &mut self.timer {
+                if Pin::new(t).poll(cx).is_pending() {
+                    return;
+                }
+            }
             let now = now_ms();
             let due_tx = self.sh.last_tx.load(Relaxed) + interval;
             let due_rx = self.sh.last_rx.load(Relaxed).max(self.last_ping) + interval;
             let due = due_tx.min(due_rx);
             if now >= due {
-                let mut out = Vec::new();
-                self.sh.encode(&mut out, kind::PING, &[]);
-                self.queue.push_back(out);
+                self.queue.push_back(Out::Ping);
                 self.last_ping = now;
                 self.sh.last_tx.store(now, Relaxed);
                 continue;
             }
             let at = Instant::now() + Duration::from_millis(due - now);
-            let t = self.timer.get_or_insert_with(|| Timer::at(at));
-            t.set_at(at);
-            if Pin::new(t).poll(cx).is_pending() {
-                return;
+            match &mut self.timer {
+                Some(t) => {
+                    t.set_at(at);
+                }
+                None => self.timer = Some(Timer::at(at)),
             }
         }
     }
-}
 
-impl UdpTx {
-    /// Encodes one frame as a datagram, or drops it (counted) when no
-    /// datagram can hold it.
+    /// Queues one frame, or drops it (counted) when no datagram can hold
+    /// it.
     fn queue_frame(&mut self, frame: Frame) {
         let sh = &self.sh;
         let len = frame.len();
@@ -209,14 +249,7 @@ impl UdpTx {
             );
             return;
         }
-        let mut out = Vec::new();
-        if sh.vnet {
-            let h = frame.meta.vnet.unwrap_or_default().to_bytes();
-            sh.encode_parts(&mut out, kind::FRAME, &[&h, frame.bytes()]);
-        } else {
-            sh.encode(&mut out, kind::FRAME, frame.bytes());
-        }
-        self.queue.push_back(out);
+        self.queue.push_back(Out::Frame(frame));
     }
 }
 
@@ -225,13 +258,13 @@ impl Sink<Frame> for UdpTx {
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), LinkError>> {
         if self.queue.len() < QUEUE_HIGH {
-            return Poll::Ready(if self.failed {
-                Err(LinkError::Closed)
-            } else {
-                Ok(())
-            });
+            return Poll::Ready(Ok(()));
         }
-        self.send_queue(cx)
+        match self.send_queue(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending if self.queue.len() < QUEUE_HIGH => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), LinkError> {
@@ -239,17 +272,19 @@ impl Sink<Frame> for UdpTx {
         let room = wire::MAX_DATAGRAM
             - wire::overhead(self.sh.key.is_some())
             - if vnet { VNET_HDR_LEN } else { 0 };
-        if let (true, Some(h)) = (frame.len() > room, frame.meta.vnet) {
-            // A super-frame too large for one datagram: cut here.
-            let mut segs = Vec::new();
-            if offload::finish(frame, &h, |f| segs.push(f)).is_ok() {
-                for f in segs {
-                    self.queue_frame(f);
+        match frame.meta.vnet {
+            // A super-frame too large for one datagram: cut here (the
+            // node's own cutting is for ports that take no offload).
+            Some(h) if frame.len() > room => {
+                if let Err(e) = offload::finish(frame, &h, |f| self.queue_frame(f)) {
+                    self.sh.stats.note(
+                        &self.sh.stats.oversize,
+                        format_args!("a super-frame could not be cut: {e}; dropped"),
+                    );
                 }
             }
-            return Ok(());
+            _ => self.queue_frame(frame),
         }
-        self.queue_frame(frame);
         Ok(())
     }
 
@@ -285,6 +320,13 @@ impl Liveness {
             return Poll::Pending;
         };
         loop {
+            // The deadline only moves later: an armed timer that has not
+            // fired needs no look (re-arming costs a reactor round trip).
+            if let Some(t) = &mut self.timer {
+                if Pin::new(t).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
             let deadline = sh.last_rx.load(Relaxed) + dead.as_millis() as u64;
             let now = now_ms();
             if now >= deadline {
@@ -294,10 +336,11 @@ impl Liveness {
                 )));
             }
             let at = Instant::now() + Duration::from_millis(deadline - now);
-            let t = self.timer.get_or_insert_with(|| Timer::at(at));
-            t.set_at(at);
-            if Pin::new(t).poll(cx).is_pending() {
-                return Poll::Pending;
+            match &mut self.timer {
+                Some(t) => {
+                    t.set_at(at);
+                }
+                None => self.timer = Some(Timer::at(at)),
             }
         }
     }

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use etherws_core::futures::future::{self, BoxFuture, Either};
+use etherws_core::futures::future::{self, BoxFuture};
 use etherws_core::futures::FutureExt;
 use etherws_core::helpers::{host_port, io_error};
 use etherws_core::url::Url;
@@ -125,30 +125,29 @@ struct Receiver {
 impl Receiver {
     async fn run(&mut self) {
         let mut buf = vec![0u8; 65536];
+        let mut swept = Instant::now();
         loop {
-            let sock = self.sock.clone();
-            let got = match future::select(
-                Box::pin(sock.recv_from(&mut buf)),
-                Timer::after(Duration::from_secs(1)),
-            )
-            .await
-            {
-                Either::Left((Ok(got), _)) => Some(got),
-                Either::Left((Err(e), _)) => {
-                    // ICMP errors for earlier sends land here; not ours to end on.
-                    log::debug!("udp: receive: {e}");
-                    None
+            // Take what is there without a timer or a future per
+            // datagram; wait (at most a second) only when nothing is.
+            match self.sock.get_ref().recv_from(&mut buf) {
+                Ok((n, from)) => self.datagram(&buf[..n], from),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let readable = self.sock.readable();
+                    let _ =
+                        future::select(Box::pin(readable), Timer::after(Duration::from_secs(1)))
+                            .await;
                 }
-                Either::Right(_) => {
-                    self.sweep();
-                    if self.stop.load(Relaxed) && self.peers.is_empty() {
-                        return;
-                    }
-                    None
+                // ICMP errors for earlier sends land here; not ours to end on.
+                Err(e) => log::debug!("udp: receive: {e}"),
+            }
+            // Once a second however busy: forget ended links, and end
+            // when the listener is gone and no link is left.
+            if swept.elapsed() >= Duration::from_secs(1) {
+                swept = Instant::now();
+                self.sweep();
+                if self.stop.load(Relaxed) && self.peers.is_empty() {
+                    return;
                 }
-            };
-            if let Some((n, from)) = got {
-                self.datagram(&buf[..n], from);
             }
         }
     }
@@ -181,10 +180,12 @@ impl Receiver {
         if dg.kind == kind::HELLO {
             return self.hello(&dg, from);
         }
+        // A link that ended (its CLOSE, or the node dropped it) is no
+        // session, even before the next sweep.
         let Some(p) = self
             .peers
             .get_mut(&from)
-            .filter(|p| p.sh.session == dg.session)
+            .filter(|p| p.sh.session == dg.session && !p.sh.closed.load(Relaxed))
         else {
             return st.note(
                 &st.stray,
@@ -279,7 +280,7 @@ impl Receiver {
             log::info!("udp: {from} said HELLO again; its previous session ends");
         }
         self.sweep();
-        if self.peers.len() >= self.cfg.max_peers {
+        if self.cfg.max_peers > 0 && self.peers.len() >= self.cfg.max_peers {
             return st.note(
                 &st.stray,
                 format_args!(

@@ -87,8 +87,6 @@ pub struct Datagram<'a> {
     /// 0 without a key.
     pub counter: u64,
     pub payload: &'a [u8],
-    /// Where the payload starts in the datagram (for zero-copy slicing).
-    pub offset: usize,
 }
 
 /// Why a datagram was not accepted.
@@ -148,7 +146,6 @@ pub fn decode<'a>(d: &'a [u8], key: Option<&Key>) -> Result<Datagram<'a>, Reject
             session,
             counter: 0,
             payload: &d[HEADER..],
-            offset: HEADER,
         }),
         (Some(k), true) => {
             if d.len() < HEADER + COUNTER + TAG {
@@ -163,7 +160,6 @@ pub fn decode<'a>(d: &'a [u8], key: Option<&Key>) -> Result<Datagram<'a>, Reject
                 session,
                 counter: u64::from_be_bytes(d[HEADER..HEADER + COUNTER].try_into().unwrap()),
                 payload: &body[HEADER + COUNTER..],
-                offset: HEADER + COUNTER,
             })
         }
         _ => Err(Reject::Unauthenticated),
@@ -277,7 +273,7 @@ mod tests {
         encode(&mut out, kind::FRAME, 7, Some((&k, 5)), b"frame");
         assert_eq!(out.len(), 8 + 8 + 5 + 16);
         let d = decode(&out, Some(&k)).unwrap();
-        assert_eq!((d.counter, d.payload, d.offset), (5, &b"frame"[..], 16));
+        assert_eq!((d.counter, d.payload), (5, &b"frame"[..]));
         // Every flipped bit is caught.
         for i in 0..out.len() {
             let mut bad = out.clone();
