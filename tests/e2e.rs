@@ -77,6 +77,58 @@ fn hub_and_spoke_client_to_client_through_server() {
     );
 }
 
+/// The switch fabric under two threads: three clients send to each other
+/// at once through a server whose ports run on two threads, so readers
+/// switch concurrently (the shared path) while stations are learned (the
+/// exclusive one). Every transfer must arrive whole.
+#[test]
+fn hub_on_two_threads_switches_three_transfers_at_once() {
+    if !root_or_skip("hub_on_two_threads") {
+        return;
+    }
+    let star = star("hub2t", 3);
+    let server = start_server(&star.srv, &["--threads", "2"]);
+    let clients: Vec<Proc> = (1..=3u8)
+        .map(|i| start_client(&star.clients[i as usize - 1], &Star::url(i), i + 1))
+        .collect();
+    for (i, c) in star.clients.iter().enumerate() {
+        let next = format!("198.19.0.{}", (i + 1) % 3 + 2);
+        assert!(
+            c.ping_until(&next, UP),
+            "client {} -> {next}:\n{}",
+            i + 1,
+            server.log()
+        );
+    }
+    // 1 -> 2, 2 -> 3, 3 -> 1, all at once.
+    let addrs: [&'static str; 3] = ["198.19.0.3:5001", "198.19.0.4:5002", "198.19.0.2:5003"];
+    let results: Vec<(usize, bool)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..3)
+            .map(|i| {
+                let (from, to) = (&star.clients[i], &star.clients[(i + 1) % 3]);
+                let addr = addrs[i];
+                s.spawn(move || tcp_transfer(from, to, addr, 20 << 20))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for (i, (n, ok)) in results.iter().enumerate() {
+        assert!(
+            ok,
+            "transfer {} arrived with {n} bytes, not 20 MiB intact:\n{}",
+            i + 1,
+            server.log()
+        );
+    }
+    let report = server.report();
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("port ")).count(),
+        4,
+        "three links and the TAP:\n{report}"
+    );
+    drop(clients);
+}
+
 #[test]
 fn client_reconnects_after_server_restart() {
     if !root_or_skip("restart") {

@@ -1,10 +1,13 @@
 //! The switch's hot path: parsing a frame view, learning and looking up in
 //! a forwarding table of 10,000 stations, and the whole decision with 2 and
-//! with 1,000 ports.
+//! with 1,000 ports; then two threads switching at once, as the node's
+//! readers do with `--threads 2`: behind a read-write lock with the shared
+//! path (what the node does) against a mutex with `handle_frame`.
 //!
 //!     cargo bench -p etherws-core --bench switch
 
-use std::time::Instant;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use etherws_core::switch::{Decision, PortConfig, Switch, SwitchConfig};
@@ -106,6 +109,74 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    let mut g = c.benchmark_group("switch_2_threads");
+    let (sw, ids) = switch(1000, 10_000);
+    let frames = known_frames(&ids, 1000);
+    let rw = RwLock::new(sw);
+    g.bench_function("rwlock_shared_path", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &frames, |now, p, view| {
+                let sw = rw.read().unwrap();
+                match sw.try_handle_frame(now, p, view) {
+                    Some(o) => matches!(o.decision, Decision::Forward(_)),
+                    None => {
+                        drop(sw);
+                        let mut sw = rw.write().unwrap();
+                        matches!(sw.handle_frame(now, p, view).decision, Decision::Forward(_))
+                    }
+                }
+            })
+        })
+    });
+    let (sw, _) = switch(1000, 10_000);
+    let mx = Mutex::new(sw);
+    g.bench_function("mutex_handle_frame", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &frames, |now, p, view| {
+                let mut sw = mx.lock().unwrap();
+                matches!(sw.handle_frame(now, p, view).decision, Decision::Forward(_))
+            })
+        })
+    });
+    g.finish();
+}
+
+/// 1,024 frames between known stations on different ports.
+fn known_frames(ids: &[PortId], ports: usize) -> Vec<(PortId, Vec<u8>)> {
+    (0..1024u32)
+        .map(|i| {
+            let src = (i * 7919) % 10_000;
+            let mut dst = (i * 104_729) % 10_000;
+            if dst as usize % ports == src as usize % ports {
+                dst = (dst + 1) % 10_000;
+            }
+            (ids[src as usize % ports], frame(dst, src, None))
+        })
+        .collect()
+}
+
+/// Two threads each switch `iters` frames through `switch`; returns the
+/// wall time, so the figure is the time per frame with both at work.
+fn two_threads(
+    iters: u64,
+    frames: &[(PortId, Vec<u8>)],
+    switch: impl Fn(Instant, PortId, &EthernetFrame<&[u8]>) -> bool + Sync,
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2usize {
+            let switch = &switch;
+            s.spawn(move || {
+                for i in 0..iters as usize {
+                    let (p, f) = &frames[(i * 2 + t) & 1023];
+                    let view = EthernetFrame::new_checked(&f[..]).unwrap();
+                    assert!(switch(Instant::now(), *p, &view), "not forwarded");
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 criterion_group!(benches, bench);

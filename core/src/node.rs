@@ -16,7 +16,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, V
 use crate::frame::Frame;
 use crate::stats::{suppressed_note, DropReason, LogLimiter, PortCounters, PortStats};
 use crate::switch::{
-    Decision, FdbRow, Learned, PortConfig, PortId, Switch, SwitchConfig, SwitchDrop,
+    Decision, FdbRow, Learned, Outcome, PortConfig, PortId, Switch, SwitchConfig, SwitchDrop,
 };
 use crate::transport::{CloseReason, FrameSink, FrameStream, Link, LinkError};
 use crate::wire::{self, EthernetFrame};
@@ -224,8 +224,10 @@ impl Output {
 
 struct Fabric {
     switch: Switch,
-    slots: HashMap<PortId, Slot, crate::switch::IdBuildHasher>,
+    slots: Slots,
 }
+
+type Slots = HashMap<PortId, Slot, crate::switch::IdBuildHasher>;
 
 /// Forwarding-table events since the last [`Node::take_fdb_summary`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -240,7 +242,7 @@ pub struct FdbSummary {
 
 struct Inner {
     cfg: NodeConfig,
-    fabric: Mutex<Fabric>,
+    fabric: RwLock<Fabric>,
     ingress: Arc<dyn FilterChain>,
     egress: Arc<dyn FilterChain>,
     switched: AtomicU64,
@@ -325,7 +327,7 @@ impl Node {
     ) -> Self {
         Node {
             inner: Arc::new(Inner {
-                fabric: Mutex::new(Fabric {
+                fabric: RwLock::new(Fabric {
                     switch: Switch::new(cfg.switch.clone()),
                     slots: HashMap::default(),
                 }),
@@ -349,10 +351,18 @@ impl Node {
         &self.inner.cfg
     }
 
-    fn fabric(&self) -> MutexGuard<'_, Fabric> {
-        // A panic while holding the lock cannot leave the switch in a state
-        // worse than "some counters off", so keep serving.
-        self.inner.fabric.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding the lock cannot leave the switch in a state
+    // worse than "some counters off", so both keep serving after one.
+
+    /// The fabric for reading: what switching a known station needs, taken
+    /// by every reader thread at once without waiting.
+    fn fabric(&self) -> RwLockReadGuard<'_, Fabric> {
+        self.inner.fabric.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fabric for changing: ports come and go, stations are learned.
+    fn fabric_mut(&self) -> RwLockWriteGuard<'_, Fabric> {
+        self.inner.fabric.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Logs a port lifecycle line, rate-limited node-wide.
@@ -378,7 +388,7 @@ impl Node {
         let counters = Arc::new(PortCounters::default());
         let name = link.peer.to_string();
         let id = {
-            let mut fab = self.fabric();
+            let mut fab = self.fabric_mut();
             let id = fab.switch.add_port(cfg);
             if self.inner.closing.load(Relaxed) {
                 // Shutting down: the port starts detached (its reader sees
@@ -536,7 +546,7 @@ impl Node {
     /// its writer finish what is queued and close the link. Idempotent.
     pub fn detach(&self, id: PortId) -> bool {
         let slot = {
-            let mut fab = self.fabric();
+            let mut fab = self.fabric_mut();
             fab.switch.remove_port(id);
             fab.slots.remove(&id)
         };
@@ -552,7 +562,7 @@ impl Node {
     pub fn detach_all(&self) {
         self.inner.closing.store(true, Relaxed);
         let slots: Vec<Slot> = {
-            let mut fab = self.fabric();
+            let mut fab = self.fabric_mut();
             let ids: Vec<PortId> = fab.slots.keys().copied().collect();
             ids.into_iter()
                 .filter_map(|id| {
@@ -726,34 +736,47 @@ impl Node {
         let hub = self.inner.cfg.switch.hub;
         let now = Instant::now();
         // Under the lock only the decision and the targets; enqueueing
-        // (which may wake a writer on another thread) comes after.
+        // (which may wake a writer on another thread) comes after. A known
+        // station's frame needs only the shared lock; learning takes the
+        // exclusive one.
         let mut one: Option<Arc<Output>> = None;
         let Scratch { waiting, many } = scratch;
-        let mut fab = self.fabric();
-        let Fabric { switch, slots } = &mut *fab;
-        let outcome = switch.handle_frame(now, ctx.port, &view);
-        let learned = outcome.learned;
-        match outcome.decision {
-            Decision::Forward(p) => {
-                self.inner.switched.fetch_add(1, Relaxed);
-                one = slots.get(&p).map(|s| s.out.clone());
-            }
-            Decision::Flood(ports) => {
-                // In hub mode every frame floods; only group traffic counts
-                // as a storm there.
-                if (group || !hub) && !storm.take(now) {
-                    counters.count_drop(DropReason::Storm);
-                } else {
+        let mut route = |outcome: Outcome<'_>, slots: &Slots| {
+            match outcome.decision {
+                Decision::Forward(p) => {
                     self.inner.switched.fetch_add(1, Relaxed);
-                    many.extend(ports.filter_map(|p| slots.get(&p).map(|s| s.out.clone())));
+                    one = slots.get(&p).map(|s| s.out.clone());
                 }
+                Decision::Flood(ports) => {
+                    // In hub mode every frame floods; only group traffic
+                    // counts as a storm there.
+                    if (group || !hub) && !storm.take(now) {
+                        counters.count_drop(DropReason::Storm);
+                    } else {
+                        self.inner.switched.fetch_add(1, Relaxed);
+                        many.extend(ports.filter_map(|p| slots.get(&p).map(|s| s.out.clone())));
+                    }
+                }
+                Decision::Drop(SwitchDrop::VlanNotAllowed) => {
+                    counters.count_drop(DropReason::VlanNotAllowed)
+                }
+                Decision::Drop(_) => {}
             }
-            Decision::Drop(SwitchDrop::VlanNotAllowed) => {
-                counters.count_drop(DropReason::VlanNotAllowed)
+            outcome.learned
+        };
+        let fast = {
+            let fab = self.fabric();
+            let outcome = fab.switch.try_handle_frame(now, ctx.port, &view);
+            outcome.map(|o| route(o, &fab.slots))
+        };
+        let learned = match fast {
+            Some(learned) => learned,
+            None => {
+                let mut fab = self.fabric_mut();
+                let Fabric { switch, slots } = &mut *fab;
+                route(switch.handle_frame(now, ctx.port, &view), slots)
             }
-            Decision::Drop(_) => {}
-        }
-        drop(fab);
+        };
         // Only super-frames wait for room: losing one costs some 44 TCP
         // segments at once (and, in bursts, retransmission timeouts); a
         // wire-size frame is dropped as a full queue always dropped it, so
@@ -897,7 +920,7 @@ impl Node {
 
     /// Removes FDB entries older than the ageing time; returns how many.
     pub fn expire(&self) -> usize {
-        self.fabric().switch.expire(Instant::now())
+        self.fabric_mut().switch.expire(Instant::now())
     }
 
     /// The live forwarding table.
@@ -1124,6 +1147,7 @@ mod tests {
     use futures::executor::LocalPool;
     use futures::task::LocalSpawnExt;
     use futures::{Sink, SinkExt};
+    use std::sync::Mutex;
 
     /// An in-memory link: returns the Link plus the far ends.
     fn mem_link(

@@ -6,10 +6,18 @@
 //! boringtun's `noise`. Deciding borrows the switch and allocates nothing;
 //! learning a MAC the first time inserts into the FDB (amortised, bounded by
 //! the number of stations on the segment).
+//!
+//! Read-mostly: once a station is learned, its frames need only a shared
+//! borrow ([`Switch::try_handle_frame`]): refreshing an entry's age is an
+//! atomic store, at most once per [`Switch::refresh_every`], so threads
+//! switching under a read lock neither wait for each other nor bounce the
+//! entry's cache line on every frame. Only learning a new station, a move
+//! or an expired entry needs `&mut` ([`Switch::handle_frame`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::wire::{EthernetFrame, MacAddr};
@@ -105,10 +113,12 @@ struct FdbKey {
     mac: MacAddr,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct FdbEntry {
     port: PortId,
-    seen: Instant,
+    /// When last seen, in ns since the switch's epoch: atomic, so a shared
+    /// borrow can refresh it.
+    seen: AtomicU64,
 }
 
 /// One row of the forwarding table, for display.
@@ -230,6 +240,10 @@ pub struct Switch {
     next_id: u32,
     /// When a full table was last swept for stale entries.
     last_sweep: Option<Instant>,
+    /// The origin of [`FdbEntry::seen`]: earlier instants count as it.
+    epoch: Instant,
+    /// How stale a seen time may get before a frame refreshes it, in ns.
+    refresh_ns: u64,
 }
 
 impl Default for Switch {
@@ -241,13 +255,37 @@ impl Default for Switch {
 impl Switch {
     pub fn new(cfg: SwitchConfig) -> Self {
         Switch {
-            cfg,
             ports: Vec::new(),
             index: HashMap::default(),
             fdb: HashMap::new(),
             next_id: 1,
             last_sweep: None,
+            // The only clock read: a reference point, so entries can keep
+            // their times in an atomic. Every time the switch compares
+            // comes from its caller.
+            epoch: Instant::now(),
+            refresh_ns: Self::refresh_for(cfg.ageing),
+            cfg,
         }
+    }
+
+    /// How stale an entry's seen time may get before a frame from the
+    /// station refreshes it: a quarter of the ageing time, at most a
+    /// second. Ageing is therefore exact to within that.
+    pub fn refresh_every(&self) -> Duration {
+        Duration::from_nanos(self.refresh_ns)
+    }
+
+    fn refresh_for(ageing: Duration) -> u64 {
+        (ageing / 4).min(Duration::from_secs(1)).as_nanos() as u64
+    }
+
+    fn stamp(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    fn age(&self, now: Instant, e: &FdbEntry) -> Duration {
+        Duration::from_nanos(self.stamp(now).saturating_sub(e.seen.load(Relaxed)))
     }
 
     pub fn config(&self) -> &SwitchConfig {
@@ -300,35 +338,90 @@ impl Switch {
         frame: &EthernetFrame<T>,
     ) -> Outcome<'_> {
         let vlan = frame.vlan_id();
-        let Some(port) = self.port(ingress) else {
-            return Outcome {
-                learned: None,
-                decision: Decision::Drop(SwitchDrop::UnknownPort),
+        // (`early` cannot be used here: its borrow would outlive the
+        // `learn` below.)
+        if let Some(drop) = self.early_drop(ingress, vlan) {
+            let decision = match drop {
+                Some(why) => Decision::Drop(why),
+                None => Decision::Flood(self.flood(ingress, vlan)),
             };
-        };
-        if !port.cfg.vlans.contains(vlan) {
             return Outcome {
                 learned: None,
-                decision: Decision::Drop(SwitchDrop::VlanNotAllowed),
-            };
-        }
-        if self.cfg.hub {
-            return Outcome {
-                learned: None,
-                decision: Decision::Flood(self.flood(ingress, vlan)),
+                decision,
             };
         }
         let learned = self.learn(now, ingress, vlan, frame.src());
-        let dst = frame.dst();
-        let decision = match self.lookup(now, vlan, dst) {
+        let decision = self.decide(now, ingress, vlan, frame.dst());
+        Outcome { learned, decision }
+    }
+
+    /// [`Switch::handle_frame`] through a shared borrow, for the common
+    /// case: `None` when the frame would teach the switch something (a new
+    /// station, a move, an expired entry) and the caller must call
+    /// `handle_frame` with `&mut`. The outcome is the one `handle_frame`
+    /// would give.
+    pub fn try_handle_frame<T: AsRef<[u8]>>(
+        &self,
+        now: Instant,
+        ingress: PortId,
+        frame: &EthernetFrame<T>,
+    ) -> Option<Outcome<'_>> {
+        let vlan = frame.vlan_id();
+        if let Some(done) = self.early(ingress, vlan) {
+            return Some(done);
+        }
+        let src = frame.src();
+        if !(src.is_multicast() || src == MacAddr::default()) {
+            let e = self.fdb.get(&FdbKey { vlan, mac: src })?;
+            let stamp = self.stamp(now);
+            let seen = e.seen.load(Relaxed);
+            let age = Duration::from_nanos(stamp.saturating_sub(seen));
+            if e.port != ingress || age > self.cfg.ageing {
+                return None;
+            }
+            if stamp.saturating_sub(seen) >= self.refresh_ns {
+                e.seen.store(stamp, Relaxed);
+            }
+        }
+        Some(Outcome {
+            learned: None,
+            decision: self.decide(now, ingress, vlan, frame.dst()),
+        })
+    }
+
+    /// The outcomes that learn nothing and look nothing up: an unknown
+    /// ingress port, a VLAN it does not carry (drops), hub mode (flood).
+    fn early(&self, ingress: PortId, vlan: u16) -> Option<Outcome<'_>> {
+        let decision = match self.early_drop(ingress, vlan)? {
+            Some(why) => Decision::Drop(why),
+            None => Decision::Flood(self.flood(ingress, vlan)),
+        };
+        Some(Outcome {
+            learned: None,
+            decision,
+        })
+    }
+
+    /// What [`Switch::early`] decides, without borrowing the switch:
+    /// `Some(Some(why))` drop, `Some(None)` flood, `None` learn and look up.
+    fn early_drop(&self, ingress: PortId, vlan: u16) -> Option<Option<SwitchDrop>> {
+        match self.port(ingress) {
+            None => Some(Some(SwitchDrop::UnknownPort)),
+            Some(p) if !p.cfg.vlans.contains(vlan) => Some(Some(SwitchDrop::VlanNotAllowed)),
+            Some(_) if self.cfg.hub => Some(None),
+            Some(_) => None,
+        }
+    }
+
+    fn decide(&self, now: Instant, ingress: PortId, vlan: u16, dst: MacAddr) -> Decision<'_> {
+        match self.lookup(now, vlan, dst) {
             Some(p) if p == ingress => Decision::Drop(SwitchDrop::SameSegment),
             Some(p) => match self.port(p) {
                 Some(out) if out.cfg.vlans.contains(vlan) => Decision::Forward(p),
                 _ => Decision::Flood(self.flood(ingress, vlan)),
             },
             None => Decision::Flood(self.flood(ingress, vlan)),
-        };
-        Outcome { learned, decision }
+        }
     }
 
     fn flood(&self, ingress: PortId, vlan: u16) -> Flood<'_> {
@@ -346,10 +439,11 @@ impl Switch {
         }
         let key = FdbKey { vlan, mac };
         let ageing = self.cfg.ageing;
+        let stamp = self.stamp(now);
         if let Some(e) = self.fdb.get_mut(&key) {
-            let expired = now.saturating_duration_since(e.seen) > ageing;
+            let expired = Duration::from_nanos(stamp.saturating_sub(*e.seen.get_mut())) > ageing;
             let from = e.port;
-            e.seen = now;
+            *e.seen.get_mut() = stamp;
             e.port = port;
             return if from != port {
                 Some(Learned::Moved {
@@ -379,7 +473,13 @@ impl Switch {
                 return Some(Learned::TableFull { vlan, mac, port });
             }
         }
-        self.fdb.insert(key, FdbEntry { port, seen: now });
+        self.fdb.insert(
+            key,
+            FdbEntry {
+                port,
+                seen: AtomicU64::new(stamp),
+            },
+        );
         Some(Learned::New { vlan, mac, port })
     }
 
@@ -388,17 +488,17 @@ impl Switch {
             return None;
         }
         let e = self.fdb.get(&FdbKey { vlan, mac })?;
-        (now.saturating_duration_since(e.seen) <= self.cfg.ageing).then_some(e.port)
+        (self.age(now, e) <= self.cfg.ageing).then_some(e.port)
     }
 
     /// Removes entries not seen for longer than the ageing time. Returns how
     /// many were removed. Call it periodically; lookups already ignore stale
     /// entries, so this only bounds memory.
     pub fn expire(&mut self, now: Instant) -> usize {
-        let ageing = self.cfg.ageing;
+        let (ageing, stamp) = (self.cfg.ageing, self.stamp(now));
         let before = self.fdb.len();
         self.fdb
-            .retain(|_, e| now.saturating_duration_since(e.seen) <= ageing);
+            .retain(|_, e| Duration::from_nanos(stamp.saturating_sub(*e.seen.get_mut())) <= ageing);
         before - self.fdb.len()
     }
 
@@ -411,7 +511,7 @@ impl Switch {
                 vlan: k.vlan,
                 mac: k.mac,
                 port: e.port,
-                age: now.saturating_duration_since(e.seen),
+                age: self.age(now, e),
             })
             .filter(|r| r.age <= self.cfg.ageing)
             .collect();
@@ -687,5 +787,118 @@ mod tests {
         assert_eq!(d, Ok(vec![p2, p3]));
         assert_eq!(l, None);
         assert_eq!(sw.fdb_len(), 0);
+    }
+
+    /// Like `send`, through the shared-borrow path: `None` when it defers
+    /// to `handle_frame`.
+    fn try_send(
+        sw: &Switch,
+        now: Instant,
+        port: PortId,
+        dst: MacAddr,
+        src: MacAddr,
+    ) -> Option<Result<Vec<PortId>, SwitchDrop>> {
+        let bytes = frame(dst, src, None);
+        let f = EthernetFrame::new_checked(&bytes[..]).unwrap();
+        let out = sw.try_handle_frame(now, port, &f)?;
+        assert_eq!(out.learned, None);
+        Some(match out.decision {
+            Decision::Forward(p) => Ok(vec![p]),
+            Decision::Flood(it) => Ok(it.collect()),
+            Decision::Drop(r) => Err(r),
+        })
+    }
+
+    #[test]
+    fn shared_path_switches_known_stations_and_defers_learning() {
+        let (mut sw, [p1, p2, p3]) = three();
+        let t = Instant::now();
+        // A new station: deferred.
+        assert_eq!(try_send(&sw, t, p1, B, A), None);
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        let _ = send(&mut sw, t, p2, MacAddr::BROADCAST, B, None);
+        // Known on its port: switched with no learning.
+        assert_eq!(try_send(&sw, t, p1, B, A), Some(Ok(vec![p2])));
+        assert_eq!(try_send(&sw, t, p1, C, A), Some(Ok(vec![p2, p3])));
+        assert_eq!(
+            try_send(&sw, t, p2, B, B),
+            Some(Err(SwitchDrop::SameSegment))
+        );
+        // A move: deferred.
+        assert_eq!(try_send(&sw, t, p3, B, A), None);
+        // Expired: deferred.
+        let late = t + DEFAULT_AGEING + Duration::from_secs(1);
+        assert_eq!(try_send(&sw, late, p1, B, A), None);
+        // Unknown port: dropped with no learning to do.
+        assert_eq!(
+            try_send(&sw, t, PortId(99), B, A),
+            Some(Err(SwitchDrop::UnknownPort))
+        );
+    }
+
+    #[test]
+    fn shared_path_refreshes_the_age_of_what_it_switches() {
+        let mut sw = Switch::new(SwitchConfig {
+            ageing: Duration::from_secs(30),
+            ..SwitchConfig::default()
+        });
+        let p1 = sw.add_port(PortConfig::default());
+        let p2 = sw.add_port(PortConfig::default());
+        let t0 = Instant::now();
+        let _ = send(&mut sw, t0, p1, MacAddr::BROADCAST, A, None);
+        let _ = send(&mut sw, t0, p2, MacAddr::BROADCAST, B, None);
+        // A keeps talking through the shared path only...
+        let t1 = t0 + Duration::from_secs(20);
+        assert_eq!(try_send(&sw, t1, p1, B, A), Some(Ok(vec![p2])));
+        // ...so 45 s after it was learned it is 25 s old, not stale.
+        let t2 = t0 + Duration::from_secs(45);
+        assert_eq!(try_send(&sw, t2, p2, A, C), None, "C is new");
+        let (d, _) = send(&mut sw, t2, p2, A, B, None);
+        assert_eq!(d, Ok(vec![p1]));
+        assert_eq!(
+            sw.fdb(t2).len(),
+            2,
+            "A and B live, B refreshed by handle_frame"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the traffic, the shared path decides as `handle_frame`
+        /// would, and defers exactly when `handle_frame` would learn
+        /// something. Times are whole seconds: a refresh is then never
+        /// skipped, and two switches fed the same frames age alike.
+        #[test]
+        fn shared_path_agrees_with_handle_frame(
+            steps in proptest::collection::vec((0u8..3, 0u8..4, 0u8..4, 0u64..20), 1..200),
+            hub in proptest::bool::ANY,
+        ) {
+            let cfg = SwitchConfig { ageing: Duration::from_secs(30), hub, ..SwitchConfig::default() };
+            let mut exact = Switch::new(cfg.clone());
+            let mut shared = Switch::new(cfg);
+            let mut ports = Vec::new();
+            for _ in 0..3 {
+                ports.push(exact.add_port(PortConfig::default()));
+                shared.add_port(PortConfig::default());
+            }
+            let mac = |i: u8| if i == 3 { MacAddr::BROADCAST } else { MacAddr([2, 0, 0, 0, 0, i + 1]) };
+            let mut t = Instant::now();
+            for (port, src, dst, dt) in steps {
+                t += Duration::from_secs(dt);
+                let (p, src, dst) = (ports[port as usize], mac(src), mac(dst));
+                let (want, learned) = send(&mut exact, t, p, dst, src, None);
+                match try_send(&shared, t, p, dst, src) {
+                    Some(got) => {
+                        proptest::prop_assert_eq!(&got, &want);
+                        proptest::prop_assert_eq!(learned, None);
+                    }
+                    None => {
+                        let (got, l) = send(&mut shared, t, p, dst, src, None);
+                        proptest::prop_assert_eq!(&got, &want);
+                        proptest::prop_assert!(l.is_some(), "deferred but learned nothing");
+                        proptest::prop_assert_eq!(l, learned);
+                    }
+                }
+            }
+        }
     }
 }
