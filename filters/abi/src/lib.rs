@@ -45,6 +45,14 @@ pub const CAPACITY_SLACK: i32 = 4;
 /// (spec/filter-abi.md section 3.1).
 pub const CAP_SUPER_FRAMES: i32 = 1;
 
+/// Capability bit of `etherws_capabilities`: the filter keeps no state that
+/// must be shared between frames (its globals hold configuration or
+/// per-call scratch only), so the host may run several instances of it,
+/// each initialised with the same configuration, and call them at once
+/// from different threads (spec/filter-abi.md section 3.2). Stateful
+/// filters (rate limiting, counting or sampling frames) must not declare it.
+pub const CAP_REPLICABLE: i32 = 2;
+
 /// Export and import names.
 pub mod names {
     pub const MEMORY: &str = "memory";

@@ -135,6 +135,16 @@ macro_rules! export_abi {
 /// length, and so may see super-frames whole (spec/filter-abi.md 3.1).
 /// Such a filter must not rely on `len <= max frame`, on L4 checksums being
 /// complete, or on one call per wire frame.
+///
+/// `abi::CAP_REPLICABLE` lets the host run one instance per worker thread,
+/// each set up by its own `init` with the same configuration, and call
+/// them at once (spec/filter-abi.md 3.2): declare it when the filter's
+/// [`Global`]s hold only its configuration, so that which instance sees a
+/// frame does not matter. A filter that rate-limits, counts frames in its
+/// memory or samples them ([`Sampler`]) must not: each instance would keep
+/// its own state. [`Counter`]s live in the host and are shared by every
+/// instance, so counting through them is fine. Bits combine with `|`:
+/// `export_capabilities!(abi::CAP_SUPER_FRAMES | abi::CAP_REPLICABLE)`.
 #[macro_export]
 macro_rules! export_capabilities {
     ($caps:expr) => {
