@@ -76,16 +76,17 @@ impl Chain {
         self.filters.load_full()
     }
 
-    /// One line per filter: name, state and counters.
+    /// One line per filter: name, state, counters and live instances.
     pub fn report(&self) -> Vec<String> {
         let mut out = Vec::new();
         for f in self.filters().iter() {
             out.push(format!(
-                "filter {} {}{}: {}",
+                "filter {} {}{}: {} instances={}",
                 self.label,
                 f.name(),
                 if f.is_unloaded() { " (unloaded)" } else { "" },
-                f.stats()
+                f.stats(),
+                f.instances()
             ));
             for (n, v) in f.stats().custom() {
                 out.push(format!(

@@ -1,5 +1,5 @@
-//! One loaded filter: its compiled module, its (lazily re-created) instance,
-//! the per-frame call, and its counters.
+//! One loaded filter: its compiled module, its (lazily re-created)
+//! instances, the per-frame call, and its counters.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -174,16 +174,45 @@ struct Instance {
     filter: TypedFunc<(i32, i32, i32, i32), i32>,
     buf_ptr: usize,
     buf_cap: usize,
+    /// The module declared `CAP_REPLICABLE`.
+    replicable: bool,
 }
 
-/// The instance and its rebuild state, under one lock.
+/// One instance and its rebuild state, under one lock.
 #[derive(Default)]
 struct Slot {
     inst: Option<Instance>,
+    /// A thread has called through this slot (its first instance was made,
+    /// or tried): from then on an empty slot is an instance down, to be
+    /// rebuilt after a fault, rather than one not yet needed.
+    used: bool,
     /// A thread is instantiating (outside the lock); others bypass.
     rebuilding: bool,
     /// No rebuild before this (back-off after repeated faults).
     not_before: Option<Instant>,
+}
+
+/// A slot on cache lines of its own (128 bytes: x86 fetches lines in
+/// pairs): the slots of a pool are locked by different threads at once,
+/// and locks sharing a line would still bounce it between the cores.
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedSlot(Mutex<Slot>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands out thread numbers, each once.
+static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's number, taken on its first call of a replicable
+    /// filter. Its slot in every pool is this number modulo the pool size:
+    /// the same for every filter, so the worker threads of a node (numbered
+    /// in turn as they meet their first frame) each keep to an instance of
+    /// their own, and only threads beyond the pool size share one.
+    static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Relaxed);
 }
 
 /// Why a call produced no verdict of the filter's own.
@@ -220,7 +249,15 @@ pub struct Filter {
     host: Host,
     max_frame: usize,
     capture: Option<CaptureWriter>,
-    instance: Mutex<Slot>,
+    /// The instances: one slot, or, for a module declaring
+    /// `CAP_REPLICABLE`, one per calling thread up to the host's pool size
+    /// (a thread uses slot `THREAD_INDEX % len`), so threads do not queue on
+    /// one lock. Each slot is filled on its first call.
+    slots: Box<[PaddedSlot]>,
+    /// The instance made at load (so that load-time problems surface at
+    /// load), until the first slot to be called takes it: a node with one
+    /// thread pays for one instance.
+    spare: Mutex<Option<Instance>>,
     stats: Arc<FilterStats>,
     consecutive_faults: AtomicU32,
     unloaded: AtomicBool,
@@ -389,13 +426,14 @@ impl Filter {
                 Some(Arc::new(Mutex::new(w)))
             }
         };
-        let f = Filter {
+        let mut f = Filter {
             name,
             pre,
             host: host.clone(),
             max_frame,
             capture,
-            instance: Mutex::new(Slot::default()),
+            slots: Box::default(),
+            spare: Mutex::new(None),
             stats: Arc::new(FilterStats::default()),
             consecutive_faults: AtomicU32::new(0),
             unloaded: AtomicBool::new(false),
@@ -405,7 +443,9 @@ impl Filter {
         };
         // Instantiate now so every load-time problem surfaces at load.
         let inst = f.instantiate()?;
-        f.slot().inst = Some(inst);
+        let n = if inst.replicable { host.instances() } else { 1 };
+        f.slots = (0..n).map(|_| PaddedSlot::default()).collect();
+        *f.spare.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(inst);
         Ok(f)
     }
 
@@ -413,14 +453,45 @@ impl Filter {
         &self.name
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.instance.lock().unwrap_or_else(|e| e.into_inner())
+    /// The slot of the calling thread.
+    fn slot(&self) -> &Mutex<Slot> {
+        let n = self.slots.len();
+        let i = if n == 1 {
+            0
+        } else {
+            // During the thread's own teardown the number may be gone:
+            // any slot is correct, its lock serialises.
+            THREAD_INDEX.try_with(|i| *i % n).unwrap_or(0)
+        };
+        &self.slots[i].0
     }
 
-    /// True while the filter has a live instance (false between a fault and
-    /// its rebuild).
+    /// True while every instance the filter made is live (false between a
+    /// fault and its rebuild).
     pub fn is_ready(&self) -> bool {
-        self.slot().inst.is_some()
+        self.slots.iter().all(|s| {
+            let s = lock(&s.0);
+            !s.used || s.inst.is_some()
+        })
+    }
+
+    /// How many instances are live: at most 1 for a filter without
+    /// `CAP_REPLICABLE`; for one with it, one per thread that called it
+    /// (up to the host's pool size), less those down after a fault.
+    pub fn instances(&self) -> usize {
+        let spare = usize::from(lock(&self.spare).is_some());
+        spare
+            + self
+                .slots
+                .iter()
+                .filter(|s| lock(&s.0).inst.is_some())
+                .count()
+    }
+
+    /// How many instances this filter may have: 1, or the host's pool size
+    /// for a filter declaring `CAP_REPLICABLE`.
+    pub fn max_instances(&self) -> usize {
+        self.slots.len()
     }
 
     /// The capture file and its writer, if the filter has one.
@@ -543,6 +614,7 @@ impl Filter {
             Ok(_) => get0(&mut store, abi::names::CAPABILITIES)?,
             Err(_) => 0,
         };
+        let replicable = caps & abi::CAP_REPLICABLE != 0;
         let whole = if caps & abi::CAP_SUPER_FRAMES != 0 {
             cap
         } else {
@@ -588,6 +660,7 @@ impl Filter {
             filter,
             buf_ptr: ptr,
             buf_cap: cap,
+            replicable,
         })
     }
 
@@ -623,7 +696,11 @@ impl Filter {
         });
         let outcome = match result {
             Ok(o) => {
-                self.consecutive_faults.store(0, Relaxed);
+                // Read first: a store on every call would bounce the line
+                // between the threads of a replicable filter.
+                if self.consecutive_faults.load(Relaxed) != 0 {
+                    self.consecutive_faults.store(0, Relaxed);
+                }
                 o
             }
             Err(CallError::Fault(cause)) => self.fault(&cause),
@@ -639,7 +716,23 @@ impl Filter {
     }
 
     fn call(&self, ctx: &FilterContext, frame: &mut Frame) -> Result<Outcome, CallError> {
-        let mut guard = self.slot();
+        let cell = self.slot();
+        let mut guard = lock(cell);
+        if guard.inst.is_none() && !guard.used {
+            // The slot's first call: take the instance made at load, or
+            // make one (same module, same configuration). Under the lock:
+            // nothing failed, so a thread sharing the slot waits for it as
+            // it would for a call, instead of bypassing the filter.
+            guard.used = true;
+            let spare = lock(&self.spare).take();
+            match spare.map_or_else(|| self.instantiate(), Ok) {
+                Ok(i) => guard.inst = Some(i),
+                Err(e) => {
+                    self.back_off(&mut guard);
+                    return Err(CallError::Fault(format!("instantiation failed: {e}")));
+                }
+            }
+        }
         if guard.inst.is_none() {
             // Rebuild outside the lock: other ports meanwhile bypass (the
             // fault policy) instead of waiting on a compile-sized task.
@@ -649,7 +742,7 @@ impl Filter {
             guard.rebuilding = true;
             drop(guard);
             let fresh = self.instantiate();
-            guard = self.slot();
+            guard = lock(cell);
             guard.rebuilding = false;
             match fresh {
                 Ok(i) => guard.inst = Some(i),
@@ -692,7 +785,8 @@ impl Filter {
             Ok(v) => v,
             Err(e) => {
                 // A trapped instance may hold broken state: start afresh,
-                // after a back-off if it keeps faulting.
+                // after a back-off if it keeps faulting. Only this one: a
+                // replicable filter's other instances keep filtering.
                 slot.inst = None;
                 self.back_off(slot);
                 return Err(CallError::Fault(describe_error(&e)));

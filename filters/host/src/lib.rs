@@ -6,7 +6,8 @@
 //! budget overrun, bad verdict) never reaches the node: it is logged,
 //! counted and handled by the filter's fault policy. Each module is compiled
 //! once; its instance is reused for every frame and replaced only after a
-//! fault.
+//! fault. A module declaring `CAP_REPLICABLE` gets one instance per calling
+//! thread (up to [`Host::with_instances`]), so threads do not queue on it.
 
 mod chain;
 mod filter;
@@ -94,12 +95,18 @@ pub enum FilterError {
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 const EPOCH_DEADLINE_TICKS: u64 = 10;
 
+/// Most instances of one replicable filter: a bound on the memory a filter
+/// may take (each instance has its own linear memory, up to its cap),
+/// whatever the machine's core count or the thread count asked for.
+pub const MAX_INSTANCES: usize = 64;
+
 /// A wasmtime engine configured for filters (fuel, epochs), with its epoch
 /// ticker thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
     engine: wasmtime::Engine,
     started: Instant,
+    instances: usize,
     _ticker: Arc<Ticker>,
 }
 
@@ -114,6 +121,8 @@ impl Drop for Ticker {
 }
 
 impl Host {
+    /// A host whose replicable filters get up to one instance per core
+    /// (see [`Host::with_instances`]).
     pub fn new() -> Result<Host, FilterError> {
         let mut cfg = wasmtime::Config::new();
         cfg.consume_fuel(true).epoch_interruption(true);
@@ -137,11 +146,29 @@ impl Host {
                 name: "(engine)".into(),
                 msg: e.to_string(),
             })?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Host {
             engine,
             started: Instant::now(),
+            instances: cores.min(MAX_INSTANCES),
             _ticker: Arc::new(Ticker { stop }),
         })
+    }
+
+    /// Sets how many instances a filter declaring `CAP_REPLICABLE` may
+    /// have (clamped to `1..=`[`MAX_INSTANCES`]): the number of threads
+    /// that call the filters, so each has an instance of its own and none
+    /// waits for another's call. Filters loaded afterwards use it; an
+    /// instance is made on a thread's first call, so a node with fewer
+    /// threads pays for fewer. Default: the number of cores.
+    pub fn with_instances(mut self, n: usize) -> Host {
+        self.instances = n.clamp(1, MAX_INSTANCES);
+        self
+    }
+
+    /// Most instances of one replicable filter (see [`Host::with_instances`]).
+    pub fn instances(&self) -> usize {
+        self.instances
     }
 
     pub fn engine(&self) -> &wasmtime::Engine {
