@@ -25,7 +25,9 @@ pub struct Cli {
     /// reader to writer without a cross-thread wake-up: on a 2-core machine
     /// it measured faster, with lower latency and less CPU per GB, than one
     /// thread per core (bench/). Raise it on a server whose clients keep
-    /// more than one core busy (TLS, heavy filters, many links).
+    /// more than one core busy (TLS, heavy filters, many links). Each thread
+    /// runs its own instance of a filter declaring CAP_REPLICABLE
+    /// (spec/filter-abi.md 3.2); other filters take one frame at a time.
     #[arg(long, global = true, env = "ETHERWS_THREADS", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,

@@ -51,7 +51,11 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             report_to_stderr: false,
         });
     }
-    let host = Host::new().context("starting the WASM filter host")?;
+    // One instance of each replicable filter per executor thread: with
+    // --threads N > 1 the ports' tasks run on N threads at once.
+    let host = Host::new()
+        .context("starting the WASM filter host")?
+        .with_instances(crate::runtime::threads());
     let chain = |specs: &[String], label: &'static str| -> Result<Arc<Chain>> {
         let specs = specs
             .iter()

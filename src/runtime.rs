@@ -2,6 +2,7 @@
 //! more threads, plus Unix signals delivered as an async channel.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
 
@@ -22,6 +23,15 @@ pub enum Signal {
 
 pub type Ex = Arc<Executor<'static>>;
 
+/// Threads serving the executor (set by [`run`]).
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// How many threads serve the executor: the filter host gives replicable
+/// filters as many instances, so the threads never queue on one.
+pub fn threads() -> usize {
+    THREADS.load(Relaxed)
+}
+
 /// Runs `main` to completion on an executor served by `threads` threads
 /// (default one: see `--threads`).
 pub fn run<T>(
@@ -30,6 +40,7 @@ pub fn run<T>(
 ) -> T {
     let ex: Ex = Arc::new(Executor::new());
     let threads = threads.unwrap_or(1).max(1);
+    THREADS.store(threads, Relaxed);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let workers: Vec<_> = (1..threads)
         .map(|i| {
