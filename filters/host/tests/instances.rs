@@ -190,3 +190,32 @@ fn every_instance_is_initialised_with_the_configuration() {
     let other = load(&host, "misconfigured", &module(2, init, body), ":x=2");
     assert_eq!(other.filter(&ctx(), &mut frame(2)), Verdict::Drop);
 }
+
+#[test]
+fn library_filters_replicate_only_when_they_keep_no_state() {
+    let host = host();
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../library/wasm");
+    let cases = [
+        ("pass", "", true),
+        ("rewrite", "", true),
+        ("ethertype", ":drop=0x0806", true),
+        ("macallow", ":allow=02:00:00:00:00:01", true),
+        ("vlan", ":mode=untag", true),
+        // Token buckets, and the `sample=N` count: state across frames.
+        ("ratelimit", ":rate=10", false),
+        ("logger", "", false),
+        ("capture", "", false),
+    ];
+    for (name, config, replicable) in cases {
+        let spec = format!("{}{config}", lib.join(format!("{name}.wasm")).display());
+        let c = Chain::load(
+            &host,
+            vec![FilterSpec::parse(&spec).unwrap()],
+            MAX_FRAME,
+            "ingress",
+        )
+        .unwrap();
+        let max = c.filters()[0].max_instances();
+        assert_eq!(max > 1, replicable, "{name}: {max} instances at most");
+    }
+}

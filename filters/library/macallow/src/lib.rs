@@ -83,6 +83,9 @@ fn filter(frame: &mut Frame, ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter, init = init);
-// Reads headers only: takes
-// super-frames whole, so offloads stay on through it.
-etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_SUPER_FRAMES);
+// Reads headers only: takes super-frames whole, so offloads stay on through
+// it; its globals hold only the configuration, so each worker thread may run
+// its own instance.
+etherws_filter_sdk::export_capabilities!(
+    etherws_filter_sdk::abi::CAP_SUPER_FRAMES | etherws_filter_sdk::abi::CAP_REPLICABLE
+);

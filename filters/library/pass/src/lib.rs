@@ -10,6 +10,8 @@ fn filter(_frame: &mut Frame, _ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter);
-// Reads nothing: takes
-// super-frames whole, so offloads stay on through it.
-etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_SUPER_FRAMES);
+// Reads nothing: takes super-frames whole, so offloads stay on through it;
+// keeps no state, so each worker thread may run its own instance.
+etherws_filter_sdk::export_capabilities!(
+    etherws_filter_sdk::abi::CAP_SUPER_FRAMES | etherws_filter_sdk::abi::CAP_REPLICABLE
+);

@@ -14,6 +14,9 @@ fn filter(frame: &mut Frame, _ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter);
-// Rewrites a MAC, never the length: takes
-// super-frames whole, so offloads stay on through it.
-etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_SUPER_FRAMES);
+// Rewrites a MAC, never the length: takes super-frames whole, so offloads
+// stay on through it; keeps no state, so each worker thread may run its own
+// instance.
+etherws_filter_sdk::export_capabilities!(
+    etherws_filter_sdk::abi::CAP_SUPER_FRAMES | etherws_filter_sdk::abi::CAP_REPLICABLE
+);

@@ -118,3 +118,6 @@ fn filter(frame: &mut Frame, ctx: &Ctx) -> Verdict {
 }
 
 export_filter!(filter, init = init);
+// Changes lengths, so no super-frames; its globals hold only the
+// configuration, so each worker thread may run its own instance.
+etherws_filter_sdk::export_capabilities!(etherws_filter_sdk::abi::CAP_REPLICABLE);
