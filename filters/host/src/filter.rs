@@ -29,12 +29,17 @@ pub(crate) type CaptureWriter = Arc<Mutex<PcapWriter<File>>>;
 pub(crate) type Captures = HashMap<PathBuf, CaptureWriter>;
 
 /// Counters of one filter (spec/filter-abi.md §5), shared across
-/// re-instantiations and reloads of the same filter object.
+/// re-instantiations and reloads of the same filter object, and by all its
+/// instances.
+///
+/// The per-frame counts (passed, dropped, rewritten) are kept in shards,
+/// one per instance slot, and summed when read: two threads adding to one
+/// counter would bounce its cache line between cores on every frame, which
+/// measured costlier than the filter call itself and took away what an
+/// instance per thread gains.
 #[derive(Debug)]
 pub struct FilterStats {
-    pub passed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub rewritten: AtomicU64,
+    shards: Box<[Shard]>,
     pub faults: AtomicU64,
     /// Frames that met the filter while its instance was down (rebuilding
     /// after a fault, or waiting out the back-off): they followed the fault
@@ -51,12 +56,27 @@ pub struct FilterStats {
     log_window: Mutex<(Option<Instant>, u32, u64)>,
 }
 
+/// The per-frame counts of one instance slot, on cache lines of their own
+/// (see [`PaddedSlot`]).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    passed: AtomicU64,
+    dropped: AtomicU64,
+    rewritten: AtomicU64,
+}
+
 impl Default for FilterStats {
     fn default() -> Self {
+        FilterStats::with_shards(1)
+    }
+}
+
+impl FilterStats {
+    /// Counters for a filter of up to `n` instance slots.
+    pub(crate) fn with_shards(n: usize) -> Self {
         FilterStats {
-            passed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            rewritten: AtomicU64::new(0),
+            shards: (0..n.max(1)).map(|_| Shard::default()).collect(),
             faults: AtomicU64::new(0),
             bypassed: AtomicU64::new(0),
             time_ns: AtomicU64::new(0),
@@ -65,6 +85,41 @@ impl Default for FilterStats {
             values: std::array::from_fn(|_| AtomicU64::new(0)),
             log_window: Mutex::new((None, 0, 0)),
         }
+    }
+
+    fn sum(&self, field: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| field(s).load(Relaxed)).sum()
+    }
+
+    /// Frames passed, by the filter or by its fault policy.
+    pub fn passed(&self) -> u64 {
+        self.sum(|s| &s.passed)
+    }
+
+    /// Frames dropped, by the filter or by its fault policy.
+    pub fn dropped(&self) -> u64 {
+        self.sum(|s| &s.dropped)
+    }
+
+    /// Frames passed with bytes changed.
+    pub fn rewritten(&self) -> u64 {
+        self.sum(|s| &s.rewritten)
+    }
+
+    /// The shard of instance slot `slot`.
+    fn shard(&self, slot: usize) -> &Shard {
+        // As many shards as the host's pool, slots as many or one; any
+        // shard would still count right.
+        self.shards.get(slot).unwrap_or(&self.shards[0])
+    }
+
+    /// Counts one frame's outcome, in the shard of the slot that ran it.
+    pub(crate) fn count(&self, slot: usize, outcome: Outcome) {
+        let s = self.shard(slot);
+        match outcome {
+            Outcome::Pass => s.passed.fetch_add(1, Relaxed),
+            Outcome::Drop => s.dropped.fetch_add(1, Relaxed),
+        };
     }
 }
 
@@ -78,7 +133,7 @@ impl FilterStats {
     /// Every call ends passed or dropped (a fault by its policy), so calls
     /// are derived rather than counted: one atomic less per frame.
     pub fn calls(&self) -> u64 {
-        self.passed.load(Relaxed) + self.dropped.load(Relaxed)
+        self.passed() + self.dropped()
     }
 
     /// The cause of the most recent fault, e.g. "fuel budget exhausted
@@ -157,9 +212,9 @@ impl fmt::Display for FilterStats {
             f,
             "calls={} passed={} dropped={} rewritten={} faults={} bypassed={} time_ns={}",
             self.calls(),
-            self.passed.load(Relaxed),
-            self.dropped.load(Relaxed),
-            self.rewritten.load(Relaxed),
+            self.passed(),
+            self.dropped(),
+            self.rewritten(),
             self.faults.load(Relaxed),
             self.bypassed.load(Relaxed),
             self.time_ns.load(Relaxed)
@@ -434,7 +489,9 @@ impl Filter {
             capture,
             slots: Box::default(),
             spare: Mutex::new(None),
-            stats: Arc::new(FilterStats::default()),
+            // Before the module says whether it replicates: room for the
+            // host's pool, whose slots are numbered the same.
+            stats: Arc::new(FilterStats::with_shards(host.instances())),
             consecutive_faults: AtomicU32::new(0),
             unloaded: AtomicBool::new(false),
             super_frames: AtomicUsize::new(0),
@@ -454,16 +511,15 @@ impl Filter {
     }
 
     /// The slot of the calling thread.
-    fn slot(&self) -> &Mutex<Slot> {
+    fn slot_index(&self) -> usize {
         let n = self.slots.len();
-        let i = if n == 1 {
+        if n == 1 {
             0
         } else {
             // During the thread's own teardown the number may be gone:
             // any slot is correct, its lock serialises.
             THREAD_INDEX.try_with(|i| *i % n).unwrap_or(0)
-        };
-        &self.slots[i].0
+        }
     }
 
     /// True while every instance the filter made is live (false between a
@@ -687,7 +743,8 @@ impl Filter {
         frame: &mut Frame,
         timing: Option<Instant>,
     ) -> (Outcome, Option<Instant>) {
-        let result = self.call(ctx, frame);
+        let slot = self.slot_index();
+        let result = self.call(ctx, frame, slot);
         let ended = timing.map(|started| {
             let now = Instant::now();
             let ns = now.duration_since(started).as_nanos() as u64;
@@ -706,6 +763,7 @@ impl Filter {
             Err(CallError::Fault(cause)) => self.fault(&cause),
             Err(CallError::Bypass) => self.bypass(),
         };
+        self.stats.count(slot, outcome);
         (outcome, ended)
     }
 
@@ -715,8 +773,15 @@ impl Filter {
         slot.not_before = Some(Instant::now() + rebuild_delay(n));
     }
 
-    fn call(&self, ctx: &FilterContext, frame: &mut Frame) -> Result<Outcome, CallError> {
-        let cell = self.slot();
+    /// One call on the instance of slot `index`; the outcome is counted by
+    /// the caller, as passed or dropped.
+    fn call(
+        &self,
+        ctx: &FilterContext,
+        frame: &mut Frame,
+        index: usize,
+    ) -> Result<Outcome, CallError> {
+        let cell = &self.slots[index].0;
         let mut guard = lock(cell);
         if guard.inst.is_none() && !guard.used {
             // The slot's first call: take the instance made at load, or
@@ -793,11 +858,9 @@ impl Filter {
             }
         };
         if verdict == abi::VERDICT_DROP {
-            self.stats.dropped.fetch_add(1, Relaxed);
             return Ok(Outcome::Drop);
         }
         if verdict == abi::VERDICT_PASS {
-            self.stats.passed.fetch_add(1, Relaxed);
             return Ok(Outcome::Pass);
         }
         if frame.meta.vnet.is_some() && verdict as usize != len {
@@ -824,24 +887,24 @@ impl Filter {
         let out = &inst.memory.data(&inst.store)[ptr..ptr + n];
         if out != frame.as_ref() {
             frame.set_bytes(Bytes::copy_from_slice(out));
-            self.stats.rewritten.fetch_add(1, Relaxed);
+            self.stats.shard(index).rewritten.fetch_add(1, Relaxed);
         }
-        self.stats.passed.fetch_add(1, Relaxed);
         Ok(Outcome::Pass)
     }
 
-    /// The policy's outcome, counted, for a frame that met no instance.
+    /// The policy's outcome for a frame that met no instance (counted as
+    /// bypassed here, as passed or dropped by the caller).
     fn bypass(&self) -> Outcome {
         self.stats.bypassed.fetch_add(1, Relaxed);
         if self.spec.on_fault == FaultPolicy::Open {
-            self.stats.passed.fetch_add(1, Relaxed);
             Outcome::Pass
         } else {
-            self.stats.dropped.fetch_add(1, Relaxed);
             Outcome::Drop
         }
     }
 
+    /// The policy's outcome for a frame whose call faulted (counted as a
+    /// fault here, as passed or dropped by the caller).
     fn fault(&self, cause: &str) -> Outcome {
         self.stats.faults.fetch_add(1, Relaxed);
         *self
@@ -883,11 +946,6 @@ impl Filter {
                     self.name
                 );
             }
-        }
-        if outcome == Outcome::Drop {
-            self.stats.dropped.fetch_add(1, Relaxed);
-        } else {
-            self.stats.passed.fetch_add(1, Relaxed);
         }
         outcome
     }

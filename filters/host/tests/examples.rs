@@ -72,11 +72,5 @@ fn example_filters_build_and_behave() {
     assert_eq!(rw.filter(&ctx, &mut other), Verdict::Pass);
     assert_eq!(other, ipv4([2, 0, 0, 0, 0, 2], 64));
     let filters = rw.filters();
-    assert_eq!(
-        filters[0]
-            .stats()
-            .rewritten
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(filters[0].stats().rewritten(), 1);
 }

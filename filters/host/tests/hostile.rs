@@ -76,8 +76,8 @@ fn a_pass_filter_passes_unchanged() {
     assert_eq!(c.filter(&ctx(), &mut f), Verdict::Pass);
     assert_eq!(f, frame());
     let fl = c.filters();
-    assert_eq!(fl[0].stats().passed.load(Relaxed), 1);
-    assert_eq!(fl[0].stats().rewritten.load(Relaxed), 0);
+    assert_eq!(fl[0].stats().passed(), 1);
+    assert_eq!(fl[0].stats().rewritten(), 0);
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn rewrite_in_place_and_grow() {
     assert_eq!(c.filter(&ctx(), &mut f), Verdict::Pass);
     assert_eq!(f.len(), 64);
     assert_eq!(f.as_ref()[0], 2);
-    assert_eq!(c.filters()[0].stats().rewritten.load(Relaxed), 1);
+    assert_eq!(c.filters()[0].stats().rewritten(), 1);
 }
 
 #[test]
