@@ -77,17 +77,24 @@ fn hub_and_spoke_client_to_client_through_server() {
     );
 }
 
-/// The switch fabric under two threads: three clients send to each other
-/// at once through a server whose ports run on two threads, so readers
-/// switch concurrently (the shared path) while stations are learned (the
-/// exclusive one). Every transfer must arrive whole.
+/// The switch fabric and the filters under two threads: three clients send
+/// to each other at once through a server whose ports run on two threads,
+/// so readers switch concurrently (the shared path) while stations are
+/// learned (the exclusive one), and a replicable filter on each chain runs
+/// an instance per thread. Every transfer must arrive whole.
 #[test]
-fn hub_on_two_threads_switches_three_transfers_at_once() {
+fn hub_on_two_threads_switches_and_filters_three_transfers_at_once() {
     if !root_or_skip("hub_on_two_threads") {
         return;
     }
     let star = star("hub2t", 3);
-    let server = start_server(&star.srv, &["--threads", "2"]);
+    let pass =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("filters/library/wasm/pass.wasm");
+    let pass = pass.to_str().unwrap();
+    let server = start_server(
+        &star.srv,
+        &["--threads", "2", "--filter", pass, "--egress-filter", pass],
+    );
     let clients: Vec<Proc> = (1..=3u8)
         .map(|i| start_client(&star.clients[i as usize - 1], &Star::url(i), i + 1))
         .collect();
@@ -126,6 +133,27 @@ fn hub_on_two_threads_switches_three_transfers_at_once() {
         4,
         "three links and the TAP:\n{report}"
     );
+    // Both chains saw the transfers, through at most one instance per
+    // thread (which threads ran the ports is the executor's choice).
+    for chain in ["ingress", "egress"] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(&format!("filter {chain} pass")))
+            .unwrap_or_else(|| panic!("no {chain} filter line:\n{report}"));
+        let field = |k: &str| -> u64 {
+            let v = line
+                .split(&format!("{k}="))
+                .nth(1)
+                .unwrap_or_else(|| panic!("{k} in {line}"));
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(field("passed") > 500, "{line}");
+        assert!((1..=2).contains(&field("instances")), "{line}");
+    }
     drop(clients);
 }
 
