@@ -171,8 +171,10 @@ pub async fn run_port(ex: &Ex, port: etherws_core::AttachedPort) -> PortEnd {
 /// How often learning events are summed up in the log.
 const FDB_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
-/// Periodic FDB expiry and optional counter logging.
+/// The reactor keeper, periodic FDB expiry and optional counter logging.
 pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
+    let n = node.clone();
+    crate::runtime::keep_reactor(ex, move || n.frames_switched());
     let n = node.clone();
     let every = Duration::from_secs((sw.ageing / 4).clamp(1, 60));
     ex.spawn(async move {
