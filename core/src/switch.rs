@@ -240,10 +240,17 @@ pub struct Switch {
     next_id: u32,
     /// When a full table was last swept for stale entries.
     last_sweep: Option<Instant>,
-    /// The origin of [`FdbEntry::seen`]: earlier instants count as it.
-    epoch: Instant,
+    /// The origin of [`FdbEntry::seen`]: the first time a station was
+    /// learned (no entry exists before), taken from the caller like every
+    /// time here; earlier instants count as it.
+    epoch: Option<Instant>,
     /// How stale a seen time may get before a frame refreshes it, in ns.
     refresh_ns: u64,
+}
+
+/// How long ago `seen` was at `stamp` (both ns since the epoch).
+fn age(stamp: u64, seen: u64) -> Duration {
+    Duration::from_nanos(stamp.saturating_sub(seen))
 }
 
 impl Default for Switch {
@@ -260,10 +267,7 @@ impl Switch {
             fdb: HashMap::new(),
             next_id: 1,
             last_sweep: None,
-            // The only clock read: a reference point, so entries can keep
-            // their times in an atomic. Every time the switch compares
-            // comes from its caller.
-            epoch: Instant::now(),
+            epoch: None,
             refresh_ns: Self::refresh_for(cfg.ageing),
             cfg,
         }
@@ -280,12 +284,14 @@ impl Switch {
         (ageing / 4).min(Duration::from_secs(1)).as_nanos() as u64
     }
 
+    /// `now` in ns since the epoch (0 before there is one).
     fn stamp(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_nanos() as u64
+        self.epoch
+            .map_or(0, |e| now.saturating_duration_since(e).as_nanos() as u64)
     }
 
     fn age(&self, now: Instant, e: &FdbEntry) -> Duration {
-        Duration::from_nanos(self.stamp(now).saturating_sub(e.seen.load(Relaxed)))
+        age(self.stamp(now), e.seen.load(Relaxed))
     }
 
     pub fn config(&self) -> &SwitchConfig {
@@ -340,7 +346,7 @@ impl Switch {
         let vlan = frame.vlan_id();
         // (`early` cannot be used here: its borrow would outlive the
         // `learn` below.)
-        if let Some(drop) = self.early_drop(ingress, vlan) {
+        if let Some(drop) = self.early_decision(ingress, vlan) {
             let decision = match drop {
                 Some(why) => Decision::Drop(why),
                 None => Decision::Flood(self.flood(ingress, vlan)),
@@ -375,12 +381,12 @@ impl Switch {
             let e = self.fdb.get(&FdbKey { vlan, mac: src })?;
             let stamp = self.stamp(now);
             let seen = e.seen.load(Relaxed);
-            let age = Duration::from_nanos(stamp.saturating_sub(seen));
-            if e.port != ingress || age > self.cfg.ageing {
+            if e.port != ingress || age(stamp, seen) > self.cfg.ageing {
                 return None;
             }
             if stamp.saturating_sub(seen) >= self.refresh_ns {
-                e.seen.store(stamp, Relaxed);
+                // Never backwards, should two threads refresh at once.
+                e.seen.fetch_max(stamp, Relaxed);
             }
         }
         Some(Outcome {
@@ -392,7 +398,7 @@ impl Switch {
     /// The outcomes that learn nothing and look nothing up: an unknown
     /// ingress port, a VLAN it does not carry (drops), hub mode (flood).
     fn early(&self, ingress: PortId, vlan: u16) -> Option<Outcome<'_>> {
-        let decision = match self.early_drop(ingress, vlan)? {
+        let decision = match self.early_decision(ingress, vlan)? {
             Some(why) => Decision::Drop(why),
             None => Decision::Flood(self.flood(ingress, vlan)),
         };
@@ -403,8 +409,9 @@ impl Switch {
     }
 
     /// What [`Switch::early`] decides, without borrowing the switch:
-    /// `Some(Some(why))` drop, `Some(None)` flood, `None` learn and look up.
-    fn early_drop(&self, ingress: PortId, vlan: u16) -> Option<Option<SwitchDrop>> {
+    /// `Some(Some(why))` drop, `Some(None)` flood (hub mode), `None` learn
+    /// and look up.
+    fn early_decision(&self, ingress: PortId, vlan: u16) -> Option<Option<SwitchDrop>> {
         match self.port(ingress) {
             None => Some(Some(SwitchDrop::UnknownPort)),
             Some(p) if !p.cfg.vlans.contains(vlan) => Some(Some(SwitchDrop::VlanNotAllowed)),
@@ -439,9 +446,11 @@ impl Switch {
         }
         let key = FdbKey { vlan, mac };
         let ageing = self.cfg.ageing;
+        // Entries keep their times from here (see `epoch`).
+        self.epoch.get_or_insert(now);
         let stamp = self.stamp(now);
         if let Some(e) = self.fdb.get_mut(&key) {
-            let expired = Duration::from_nanos(stamp.saturating_sub(*e.seen.get_mut())) > ageing;
+            let expired = age(stamp, *e.seen.get_mut()) > ageing;
             let from = e.port;
             *e.seen.get_mut() = stamp;
             e.port = port;
@@ -498,7 +507,7 @@ impl Switch {
         let (ageing, stamp) = (self.cfg.ageing, self.stamp(now));
         let before = self.fdb.len();
         self.fdb
-            .retain(|_, e| Duration::from_nanos(stamp.saturating_sub(*e.seen.get_mut())) <= ageing);
+            .retain(|_, e| age(stamp, *e.seen.get_mut()) <= ageing);
         before - self.fdb.len()
     }
 
@@ -797,8 +806,9 @@ mod tests {
         port: PortId,
         dst: MacAddr,
         src: MacAddr,
+        vlan: Option<u16>,
     ) -> Option<Result<Vec<PortId>, SwitchDrop>> {
-        let bytes = frame(dst, src, None);
+        let bytes = frame(dst, src, vlan);
         let f = EthernetFrame::new_checked(&bytes[..]).unwrap();
         let out = sw.try_handle_frame(now, port, &f)?;
         assert_eq!(out.learned, None);
@@ -814,24 +824,24 @@ mod tests {
         let (mut sw, [p1, p2, p3]) = three();
         let t = Instant::now();
         // A new station: deferred.
-        assert_eq!(try_send(&sw, t, p1, B, A), None);
+        assert_eq!(try_send(&sw, t, p1, B, A, None), None);
         let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
         let _ = send(&mut sw, t, p2, MacAddr::BROADCAST, B, None);
         // Known on its port: switched with no learning.
-        assert_eq!(try_send(&sw, t, p1, B, A), Some(Ok(vec![p2])));
-        assert_eq!(try_send(&sw, t, p1, C, A), Some(Ok(vec![p2, p3])));
+        assert_eq!(try_send(&sw, t, p1, B, A, None), Some(Ok(vec![p2])));
+        assert_eq!(try_send(&sw, t, p1, C, A, None), Some(Ok(vec![p2, p3])));
         assert_eq!(
-            try_send(&sw, t, p2, B, B),
+            try_send(&sw, t, p2, B, B, None),
             Some(Err(SwitchDrop::SameSegment))
         );
         // A move: deferred.
-        assert_eq!(try_send(&sw, t, p3, B, A), None);
+        assert_eq!(try_send(&sw, t, p3, B, A, None), None);
         // Expired: deferred.
         let late = t + DEFAULT_AGEING + Duration::from_secs(1);
-        assert_eq!(try_send(&sw, late, p1, B, A), None);
+        assert_eq!(try_send(&sw, late, p1, B, A, None), None);
         // Unknown port: dropped with no learning to do.
         assert_eq!(
-            try_send(&sw, t, PortId(99), B, A),
+            try_send(&sw, t, PortId(99), B, A, None),
             Some(Err(SwitchDrop::UnknownPort))
         );
     }
@@ -844,22 +854,23 @@ mod tests {
         });
         let p1 = sw.add_port(PortConfig::default());
         let p2 = sw.add_port(PortConfig::default());
+        let p3 = sw.add_port(PortConfig::default());
         let t0 = Instant::now();
         let _ = send(&mut sw, t0, p1, MacAddr::BROADCAST, A, None);
         let _ = send(&mut sw, t0, p2, MacAddr::BROADCAST, B, None);
         // A keeps talking through the shared path only...
         let t1 = t0 + Duration::from_secs(20);
-        assert_eq!(try_send(&sw, t1, p1, B, A), Some(Ok(vec![p2])));
-        // ...so 45 s after it was learned it is 25 s old, not stale.
+        assert_eq!(try_send(&sw, t1, p1, B, A, None), Some(Ok(vec![p2])));
+        // ...so 45 s after it was learned it is 25 s old, not stale: a
+        // frame for it is forwarded, not flooded (to p1 and p3).
         let t2 = t0 + Duration::from_secs(45);
-        assert_eq!(try_send(&sw, t2, p2, A, C), None, "C is new");
         let (d, _) = send(&mut sw, t2, p2, A, B, None);
         assert_eq!(d, Ok(vec![p1]));
-        assert_eq!(
-            sw.fdb(t2).len(),
-            2,
-            "A and B live, B refreshed by handle_frame"
-        );
+        assert_eq!(sw.fdb(t2).len(), 2, "A (refreshed) and B (relearned)");
+        // Without the refresh A would be stale: the same frame from p3
+        // would flood to p1 and p2.
+        let (d, _) = send(&mut sw, t2, p3, A, C, None);
+        assert_eq!(d, Ok(vec![p1]));
     }
 
     proptest::proptest! {
@@ -869,30 +880,39 @@ mod tests {
         /// skipped, and two switches fed the same frames age alike.
         #[test]
         fn shared_path_agrees_with_handle_frame(
-            steps in proptest::collection::vec((0u8..3, 0u8..4, 0u8..4, 0u64..20), 1..200),
+            steps in proptest::collection::vec(
+                (0u8..3, 0u8..6, 0u8..6, proptest::bool::ANY, 0u64..20), 1..200),
             hub in proptest::bool::ANY,
         ) {
-            let cfg = SwitchConfig { ageing: Duration::from_secs(30), hub, ..SwitchConfig::default() };
+            // Room for 3 of the 5 stations (the table fills), and a third
+            // port that carries VLAN 10 only.
+            let cfg = SwitchConfig {
+                ageing: Duration::from_secs(30),
+                hub,
+                max_entries: 3,
+            };
             let mut exact = Switch::new(cfg.clone());
             let mut shared = Switch::new(cfg);
             let mut ports = Vec::new();
-            for _ in 0..3 {
-                ports.push(exact.add_port(PortConfig::default()));
-                shared.add_port(PortConfig::default());
+            for i in 0..3 {
+                let pc = if i == 2 { PortConfig { vlans: VlanSet::only([10]) } } else { PortConfig::default() };
+                ports.push(exact.add_port(pc.clone()));
+                shared.add_port(pc);
             }
-            let mac = |i: u8| if i == 3 { MacAddr::BROADCAST } else { MacAddr([2, 0, 0, 0, 0, i + 1]) };
+            let mac = |i: u8| if i == 5 { MacAddr::BROADCAST } else { MacAddr([2, 0, 0, 0, 0, i + 1]) };
             let mut t = Instant::now();
-            for (port, src, dst, dt) in steps {
+            for (port, src, dst, tagged, dt) in steps {
                 t += Duration::from_secs(dt);
                 let (p, src, dst) = (ports[port as usize], mac(src), mac(dst));
-                let (want, learned) = send(&mut exact, t, p, dst, src, None);
-                match try_send(&shared, t, p, dst, src) {
+                let vlan = tagged.then_some(10);
+                let (want, learned) = send(&mut exact, t, p, dst, src, vlan);
+                match try_send(&shared, t, p, dst, src, vlan) {
                     Some(got) => {
                         proptest::prop_assert_eq!(&got, &want);
                         proptest::prop_assert_eq!(learned, None);
                     }
                     None => {
-                        let (got, l) = send(&mut shared, t, p, dst, src, None);
+                        let (got, l) = send(&mut shared, t, p, dst, src, vlan);
                         proptest::prop_assert_eq!(&got, &want);
                         proptest::prop_assert!(l.is_some(), "deferred but learned nothing");
                         proptest::prop_assert_eq!(l, learned);

@@ -208,12 +208,13 @@ impl FilterStats {
 
 impl fmt::Display for FilterStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Each sum read once: under load a second read could differ, and
+        // the line would show calls != passed + dropped.
+        let (passed, dropped) = (self.passed(), self.dropped());
         write!(
             f,
-            "calls={} passed={} dropped={} rewritten={} faults={} bypassed={} time_ns={}",
-            self.calls(),
-            self.passed(),
-            self.dropped(),
+            "calls={} passed={passed} dropped={dropped} rewritten={} faults={} bypassed={} time_ns={}",
+            passed + dropped,
             self.rewritten(),
             self.faults.load(Relaxed),
             self.bypassed.load(Relaxed),
