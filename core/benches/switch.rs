@@ -74,16 +74,7 @@ fn bench(c: &mut Criterion) {
         let (mut sw, ids) = switch(ports, 10_000);
         // Known station to known station on another port: learn (refresh)
         // and forward, the steady state of unicast traffic.
-        let frames: Vec<(PortId, Vec<u8>)> = (0..1024u32)
-            .map(|i| {
-                let src = (i * 7919) % 10_000;
-                let mut dst = (i * 104_729) % 10_000;
-                if dst as usize % ports == src as usize % ports {
-                    dst = (dst + 1) % 10_000;
-                }
-                (ids[src as usize % ports], frame(dst, src, None))
-            })
-            .collect();
+        let frames = known_frames(&ids, ports);
         let now = Instant::now();
         g.bench_with_input(BenchmarkId::new("forward", ports), &frames, |b, frames| {
             let mut i = 0;
