@@ -132,12 +132,48 @@ const ROOM_WAIT: Duration = Duration::from_millis(20);
 /// source's reader (and so every other port it feeds) for ever.
 const ROOM_WAIT_MAX: Duration = Duration::from_millis(100);
 
+/// [`ROOM_WAIT`] when the port is the only one the source can feed (a
+/// node of two ports: a client, a point-to-point server). Holding that
+/// source's reader then delays no other port, so the node waits out what
+/// a slow but live peer does: a receiver too busy to read closes its TCP
+/// window for hundreds of milliseconds at a time (seen as the persist
+/// timer of ws://'s connection under 4 TCP streams on 2 cores), and each
+/// super-frame dropped meanwhile cost an inner stream a retransmission
+/// timeout. The TAP's senders are held back meanwhile by the kernel (TCP
+/// small queues below their sockets), without loss.
+const ROOM_WAIT_SOLE: Duration = Duration::from_secs(2);
+
+/// [`ROOM_WAIT_MAX`] for the only port a source can feed.
+const ROOM_WAIT_SOLE_MAX: Duration = Duration::from_secs(10);
+
+/// How long a unicast super-frame waits for room in its port's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Patience {
+    /// Nothing left the port for this long: the port is stuck.
+    stuck_after: Duration,
+    /// The frame waited this long in all: dropped (the port is not stuck).
+    give_up_after: Duration,
+}
+
+impl Patience {
+    /// For a port beside others: a wait must not hold them up.
+    const SHARED: Patience = Patience {
+        stuck_after: ROOM_WAIT,
+        give_up_after: ROOM_WAIT_MAX,
+    };
+    /// For the only port the source can feed.
+    const SOLE: Patience = Patience {
+        stuck_after: ROOM_WAIT_SOLE,
+        give_up_after: ROOM_WAIT_SOLE_MAX,
+    };
+}
+
 /// A reader's reusable buffers, so switching a frame allocates nothing.
 #[derive(Default)]
 struct Scratch {
     /// Unicast frames whose port had no room: queued in order, each
-    /// waiting a little for room (ROOM_WAIT), before the next read.
-    waiting: Vec<(Arc<Output>, Frame)>,
+    /// waiting a little for room (see [`Patience`]), before the next read.
+    waiting: Vec<(Arc<Output>, Frame, Patience)>,
     /// The ports a flooded frame goes to (empty between frames).
     many: Vec<Arc<Output>>,
 }
@@ -181,14 +217,14 @@ impl Output {
     }
 
     /// Queues a unicast frame, waiting for room as long as the port keeps
-    /// draining: only [`ROOM_WAIT`] without a single frame leaving it marks
-    /// it stuck and drops the frame.
-    async fn enqueue_waiting(&self, frame: Frame) {
+    /// draining: only `patience.stuck_after` without a single frame leaving
+    /// it marks it stuck and drops the frame.
+    async fn enqueue_waiting(&self, frame: Frame, patience: Patience) {
         let mut frame = match self.try_enqueue(frame) {
             Ok(()) => return,
             Err(f) => f,
         };
-        let give_up = std::time::Instant::now() + ROOM_WAIT_MAX;
+        let give_up = std::time::Instant::now() + patience.give_up_after;
         while !self.bound.stuck.load(Relaxed) && !self.queue.is_closed() {
             let listener = self.bound.room.listen();
             // Room may have come between the try and the listen.
@@ -198,11 +234,11 @@ impl Output {
             };
             // The listener fires only when the writer takes a frame out.
             let now = std::time::Instant::now();
-            let timer = async_io::Timer::at((now + ROOM_WAIT).min(give_up));
+            let timer = async_io::Timer::at((now + patience.stuck_after).min(give_up));
             if let futures::future::Either::Right(_) =
                 futures::future::select(listener, timer).await
             {
-                // Nothing left the port for ROOM_WAIT: stuck. Or this
+                // Nothing left the port for stuck_after: stuck. Or this
                 // frame waited its fill: dropped, the port is not stuck.
                 if std::time::Instant::now() < give_up {
                     self.bound.stuck.store(true, Relaxed);
@@ -614,8 +650,8 @@ impl Node {
                     burst_bytes += frame.len();
                     counters.rx(frame.len());
                     self.ingress(&ctx, frame, counters, &mut storm, &mut scratch);
-                    for (out, frame) in scratch.waiting.drain(..) {
-                        out.enqueue_waiting(frame).await;
+                    for (out, frame, patience) in scratch.waiting.drain(..) {
+                        out.enqueue_waiting(frame, patience).await;
                     }
                 }
                 Err(LinkError::Oversize(len)) => {
@@ -740,12 +776,16 @@ impl Node {
         // station's frame needs only the shared lock; learning takes the
         // exclusive one.
         let mut one: Option<Arc<Output>> = None;
+        let mut patience = Patience::SHARED;
         let Scratch { waiting, many } = scratch;
         let mut route = |outcome: Outcome<'_>, slots: &Slots| {
             match outcome.decision {
                 Decision::Forward(p) => {
                     self.inner.switched.fetch_add(1, Relaxed);
                     one = slots.get(&p).map(|s| s.out.clone());
+                    if slots.len() == 2 {
+                        patience = Patience::SOLE;
+                    }
                 }
                 Decision::Flood(ports) => {
                     // In hub mode every frame floods; only group traffic
@@ -787,12 +827,12 @@ impl Node {
         } else if let Some(o) = one {
             // Behind a frame that already waits, to keep their order.
             if !waiting.is_empty() {
-                waiting.push((o, frame));
+                waiting.push((o, frame, patience));
             } else if let Err(frame) = o.try_enqueue(frame) {
                 if o.bound.stuck.load(Relaxed) {
                     o.counters.count_drop(DropReason::QueueFull);
                 } else {
-                    waiting.push((o, frame));
+                    waiting.push((o, frame, patience));
                 }
             }
         } else if let Some(last) = many.pop() {
@@ -1308,6 +1348,43 @@ mod tests {
         in_a.unbounded_send(to(2)).unwrap();
         pool.run_until_stalled();
         assert_eq!(std::iter::from_fn(|| out_b.try_recv().ok()).count(), 1);
+    }
+
+    #[test]
+    fn the_only_port_a_source_feeds_is_waited_for_past_the_shared_patience() {
+        let mut cfg = NodeConfig::for_mtu(1500);
+        cfg.queue_len = 4;
+        let node = Node::new(cfg);
+        let mut pool = LocalPool::new();
+        let sp = pool.spawner();
+        let (la, in_a, _out_a) = mem_link("a");
+        let (mut lb, in_b, mut out_b) = mem_link("b");
+        lb.offload = true;
+        spawn_port(&sp, node.attach(la, PortKind::Link, PortConfig::default()));
+        let pb = node.attach(lb, PortKind::Link, PortConfig::default());
+        let cb = pb.counters.clone();
+        sp.spawn_local(pb.reader.map(drop)).unwrap();
+        let writer_b = pb.writer;
+        // B is 02:..:02; its writer does not run yet.
+        in_b.unbounded_send(Ok(eth(0x1, 0x2, 60))).unwrap();
+        pool.run_until_stalled();
+        let (f, h) = crate::offload::tests::tcp4_super(&[7; 3000], false, 1448);
+        for _ in 0..10 {
+            let mut v = f.clone();
+            v[5] = 2;
+            in_a.unbounded_send(Ok(Frame::with_vnet(v, Some(h))))
+                .unwrap();
+        }
+        // Ten times the patience a port beside others gets: B, the only
+        // port A can feed, is not given up on...
+        pool.run_until(async_io::Timer::after(10 * ROOM_WAIT));
+        assert_eq!(cb.snapshot().drops(DropReason::QueueFull), 0);
+        // ...and when it drains, every frame arrives.
+        sp.spawn_local(writer_b).unwrap();
+        pool.run_until_stalled();
+        let got = std::iter::from_fn(|| out_b.try_recv().ok());
+        assert_eq!(got.filter(|f| f.len() > 1522).count(), 10);
+        assert_eq!(cb.snapshot().drops(DropReason::QueueFull), 0);
     }
 
     #[test]
