@@ -1296,12 +1296,23 @@ mod tests {
         assert_eq!(c3.snapshot().drops(DropReason::QueueFull), 1, "byte bound");
     }
 
-    #[test]
-    fn a_super_frame_waits_for_a_draining_port_but_not_for_a_stuck_one() {
+    /// A node whose ports queue 4 frames, and a pool to run it on.
+    fn node_of_small_queues() -> (Node, LocalPool) {
         let mut cfg = NodeConfig::for_mtu(1500);
         cfg.queue_len = 4;
-        let node = Node::new(cfg);
-        let mut pool = LocalPool::new();
+        (Node::new(cfg), LocalPool::new())
+    }
+
+    /// A TCP super-frame (two segments' worth) for station 02:..:`dst`.
+    fn super_frame_to(dst: u8) -> Result<Frame, LinkError> {
+        let (mut f, h) = crate::offload::tests::tcp4_super(&[7; 3000], false, 1448);
+        f[5] = dst;
+        Ok(Frame::with_vnet(f, Some(h)))
+    }
+
+    #[test]
+    fn a_super_frame_waits_for_a_draining_port_but_not_for_a_stuck_one() {
+        let (node, mut pool) = node_of_small_queues();
         let sp = pool.spawner();
         let (la, in_a, _out_a) = mem_link("a");
         let (mut lb, in_b, mut out_b) = mem_link("b");
@@ -1319,12 +1330,7 @@ mod tests {
         in_b.unbounded_send(Ok(eth(0x1, 0x2, 60))).unwrap();
         in_c.unbounded_send(Ok(eth(0x1, 0x3, 60))).unwrap();
         pool.run_until_stalled();
-        let (f, h) = crate::offload::tests::tcp4_super(&[7; 3000], false, 1448);
-        let to = |dst: u8| {
-            let mut v = f.clone();
-            v[5] = dst;
-            Ok(Frame::with_vnet(v, Some(h)))
-        };
+        let to = super_frame_to;
         // Ten super-frames for B: four fit its queue, the fifth waits.
         for _ in 0..10 {
             in_a.unbounded_send(to(2)).unwrap();
@@ -1352,10 +1358,7 @@ mod tests {
 
     #[test]
     fn the_only_port_a_source_feeds_is_waited_for_past_the_shared_patience() {
-        let mut cfg = NodeConfig::for_mtu(1500);
-        cfg.queue_len = 4;
-        let node = Node::new(cfg);
-        let mut pool = LocalPool::new();
+        let (node, mut pool) = node_of_small_queues();
         let sp = pool.spawner();
         let (la, in_a, _out_a) = mem_link("a");
         let (mut lb, in_b, mut out_b) = mem_link("b");
@@ -1368,12 +1371,8 @@ mod tests {
         // B is 02:..:02; its writer does not run yet.
         in_b.unbounded_send(Ok(eth(0x1, 0x2, 60))).unwrap();
         pool.run_until_stalled();
-        let (f, h) = crate::offload::tests::tcp4_super(&[7; 3000], false, 1448);
         for _ in 0..10 {
-            let mut v = f.clone();
-            v[5] = 2;
-            in_a.unbounded_send(Ok(Frame::with_vnet(v, Some(h))))
-                .unwrap();
+            in_a.unbounded_send(super_frame_to(2)).unwrap();
         }
         // Ten times the patience a port beside others gets: B, the only
         // port A can feed, is not given up on...
