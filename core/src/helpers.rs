@@ -2,6 +2,7 @@
 //! constructors and a timeout. `spec/transport.md`'s examples use them.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use futures::future::{self, Either};
@@ -34,6 +35,30 @@ pub fn host_port(url: &Url, default_port: Option<u16>) -> Result<(String, u16), 
         .or_else(|| url.port_or_known_default())
         .ok_or_else(|| bad_url(url, "no port"))?;
     Ok((host, port))
+}
+
+/// The address a datagram listener binds: `url`'s host must be an IP
+/// address (a bind does not look names up), its port defaults to
+/// `default_port`.
+pub fn listen_addr(url: &Url, default_port: u16) -> Result<SocketAddr, TransportError> {
+    let (host, port) = host_port(url, Some(default_port))?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        bad_url(
+            url,
+            format!("a {}:// listener needs an IP address", url.scheme()),
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The unspecified address of `peer`'s family, port 0: what a client's
+/// socket binds before it talks to `peer`.
+pub fn any_addr_for(peer: &SocketAddr) -> SocketAddr {
+    let ip: IpAddr = match peer {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    SocketAddr::new(ip, 0)
 }
 
 /// Maps an `io::Error` to `TransportError::Io` with a context:
@@ -72,6 +97,22 @@ mod tests {
         assert!(host_port(&u, None).is_err());
         let u = Url::parse("ws://h/p").unwrap();
         assert_eq!(host_port(&u, None).unwrap(), ("h".into(), 80));
+    }
+
+    #[test]
+    fn listen_and_any_addresses() {
+        let u = Url::parse("udp://[::1]").unwrap();
+        assert_eq!(
+            listen_addr(&u, 4789).unwrap(),
+            "[::1]:4789".parse().unwrap()
+        );
+        let u = Url::parse("quic://example.org:1").unwrap();
+        let e = listen_addr(&u, 4789).unwrap_err().to_string();
+        assert!(e.contains("a quic:// listener needs an IP address"), "{e}");
+        let v4: SocketAddr = "198.18.0.1:9".parse().unwrap();
+        assert_eq!(any_addr_for(&v4), "0.0.0.0:0".parse().unwrap());
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        assert_eq!(any_addr_for(&v6), "[::]:0".parse().unwrap());
     }
 
     #[test]

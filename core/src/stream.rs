@@ -332,6 +332,20 @@ mod tests {
     use futures::executor::block_on;
     use futures::{SinkExt, StreamExt};
 
+    /// Every item a link reading `wire` (and writing nowhere) yields.
+    fn frames_of(wire: Vec<u8>) -> Vec<Result<Frame, LinkError>> {
+        let link = link(
+            futures::io::Cursor::new(wire),
+            futures::io::sink(),
+            &params(),
+            PeerInfo {
+                scheme: "t",
+                remote: "t".into(),
+            },
+        );
+        block_on(link.rx.collect::<Vec<_>>())
+    }
+
     fn params() -> LinkParams {
         LinkParams::new(1518).with_keepalive(None)
     }
@@ -349,16 +363,7 @@ mod tests {
             wire.extend_from_slice(rec);
         }
         wire.extend_from_slice(&[0, 0, 0, 20, 1, 2]); // cut mid-frame
-        let link = link(
-            futures::io::Cursor::new(wire),
-            futures::io::sink(),
-            &params(),
-            PeerInfo {
-                scheme: "t",
-                remote: "t".into(),
-            },
-        );
-        let got: Vec<_> = block_on(link.rx.collect::<Vec<_>>());
+        let got = frames_of(wire);
         assert_eq!(got.len(), 4, "{got:?}");
         assert_eq!(&got[0].as_ref().unwrap().bytes()[..], b"abcdefghijklmn");
         assert!(matches!(got[1], Err(LinkError::Oversize(2000))));
@@ -369,16 +374,7 @@ mod tests {
     #[test]
     fn a_huge_length_is_fatal_and_the_stream_ends() {
         let wire = (10_000_000u32).to_be_bytes().to_vec();
-        let link = link(
-            futures::io::Cursor::new(wire),
-            futures::io::sink(),
-            &params(),
-            PeerInfo {
-                scheme: "t",
-                remote: "t".into(),
-            },
-        );
-        let got: Vec<_> = block_on(link.rx.collect::<Vec<_>>());
+        let got = frames_of(wire);
         assert_eq!(got.len(), 1);
         assert!(matches!(&got[0], Err(LinkError::Protocol(_))));
     }

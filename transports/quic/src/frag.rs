@@ -27,13 +27,24 @@ pub enum SplitError {
     TooLarge,
 }
 
-/// Cuts `frame` into datagrams of at most `max` bytes each, in order.
+/// Cuts `frame` into datagrams of at most `max` bytes each, in order,
+/// collected (see [`pieces`], which the link uses: no `Vec` per frame).
 pub fn split(frame: &[u8], max: usize, id: u32) -> Result<Vec<Bytes>, SplitError> {
+    pieces(frame, max, id).map(Iterator::collect)
+}
+
+/// The datagrams of at most `max` bytes each that carry `frame`, in order:
+/// one `WHOLE` datagram when it fits, else `PIECE`s of even size (the last
+/// is not a runt). Fails before handing out any.
+pub fn pieces(frame: &[u8], max: usize, id: u32) -> Result<Pieces<'_>, SplitError> {
     if frame.len() < max {
-        let mut d = BytesMut::with_capacity(frame.len() + 1);
-        d.put_u8(WHOLE);
-        d.put_slice(frame);
-        return Ok(vec![d.freeze()]);
+        return Ok(Pieces {
+            chunks: frame.chunks(frame.len().max(1)),
+            whole: true,
+            id,
+            index: 0,
+            count: 1,
+        });
     }
     let room = max.saturating_sub(PIECE_HEADER);
     if room == 0 {
@@ -43,21 +54,53 @@ pub fn split(frame: &[u8], max: usize, id: u32) -> Result<Vec<Bytes>, SplitError
     if count > MAX_PIECES {
         return Err(SplitError::TooLarge);
     }
-    // Even pieces: the last is not a runt.
     let size = frame.len().div_ceil(count);
-    Ok(frame
-        .chunks(size)
-        .enumerate()
-        .map(|(i, c)| {
-            let mut d = BytesMut::with_capacity(PIECE_HEADER + c.len());
-            d.put_u8(PIECE);
-            d.put_u32(id);
-            d.put_u8(i as u8);
-            d.put_u8(count as u8);
+    Ok(Pieces {
+        chunks: frame.chunks(size),
+        whole: false,
+        id,
+        index: 0,
+        count: count as u8,
+    })
+}
+
+/// The datagrams of one frame (see [`pieces`]), each built as it is taken.
+#[derive(Debug)]
+pub struct Pieces<'a> {
+    chunks: std::slice::Chunks<'a, u8>,
+    whole: bool,
+    id: u32,
+    index: u8,
+    count: u8,
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.whole {
+            // An empty frame is one empty WHOLE datagram (chunks yields
+            // nothing for it).
+            let c = self.chunks.next().unwrap_or_default();
+            if self.index > 0 {
+                return None;
+            }
+            self.index = 1;
+            let mut d = BytesMut::with_capacity(1 + c.len());
+            d.put_u8(WHOLE);
             d.put_slice(c);
-            d.freeze()
-        })
-        .collect())
+            return Some(d.freeze());
+        }
+        let c = self.chunks.next()?;
+        let mut d = BytesMut::with_capacity(PIECE_HEADER + c.len());
+        d.put_u8(PIECE);
+        d.put_u32(self.id);
+        d.put_u8(self.index);
+        d.put_u8(self.count);
+        d.put_slice(c);
+        self.index += 1;
+        Some(d.freeze())
+    }
 }
 
 /// What a datagram gave.

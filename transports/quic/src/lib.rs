@@ -12,7 +12,7 @@
 pub mod frag;
 mod link;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,11 +179,7 @@ async fn connect(
     let crypto = QuicClientConfig::try_from(rustls).map_err(tls_error)?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport_config(&cfg, &params)));
-    let any: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
+    let any = etherws_core::helpers::any_addr_for(&addr);
     let sock = UdpSocket::bind(any).map_err(io_error("binding a UDP socket"))?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
@@ -258,16 +254,12 @@ fn listen(
             "a quic:// listener needs a certificate (--tls-cert, --tls-key)",
         )
     })?;
-    let (host, port) = host_port(url, Some(DEFAULT_PORT))?;
-    let ip: std::net::IpAddr = host
-        .parse()
-        .map_err(|_| bad_url(url, "a quic:// listener needs an IP address"))?;
     let mut rustls = tls::server_config(files).map_err(tls_error)?;
     rustls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicServerConfig::try_from(rustls).map_err(tls_error)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(cfg, params)));
-    let addr = SocketAddr::new(ip, port);
+    let addr = etherws_core::helpers::listen_addr(url, DEFAULT_PORT)?;
     let sock = UdpSocket::bind(addr).map_err(io_error(format!("binding quic://{addr}")))?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

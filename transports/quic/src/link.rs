@@ -166,7 +166,7 @@ impl Sink<Frame> for QuicTx {
             .ok_or_else(|| LinkError::Protocol("the peer does not take QUIC datagrams".into()))?;
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let datagrams = match frag::split(frame.bytes(), max, id) {
+        let datagrams = match frag::pieces(frame.bytes(), max, id) {
             Ok(d) => d,
             Err(frag::SplitError::TooLarge) => {
                 let n = self.stats.too_large.fetch_add(1, Relaxed) + 1;

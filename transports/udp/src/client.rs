@@ -39,11 +39,7 @@ pub(crate) async fn connect(
                 context: format!("resolving {host}"),
                 error: io::ErrorKind::NotFound.into(),
             })?;
-        let any: SocketAddr = if addr.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap()
-        } else {
-            "[::]:0".parse().unwrap()
-        };
+        let any = etherws_core::helpers::any_addr_for(&addr);
         let sock = Async::<UdpSocket>::bind(any).map_err(io_error("binding a UDP socket"))?;
         sock.get_ref()
             .connect(addr)

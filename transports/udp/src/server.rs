@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use etherws_core::futures::future::{self, BoxFuture};
 use etherws_core::futures::FutureExt;
-use etherws_core::helpers::{host_port, io_error};
+use etherws_core::helpers::{io_error, listen_addr};
 use etherws_core::url::Url;
 use etherws_core::{
     Frame, Link, LinkError, LinkParams, Listener, PeerInfo, PendingLink, TransportError,
@@ -44,11 +44,7 @@ pub(crate) fn listen(
     url: &Url,
     params: LinkParams,
 ) -> Result<UdpListener, TransportError> {
-    let (host, port) = host_port(url, Some(DEFAULT_PORT))?;
-    let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        etherws_core::helpers::bad_url(url, "a udp:// listener needs an IP address")
-    })?;
-    let addr = SocketAddr::new(ip, port);
+    let addr = listen_addr(url, DEFAULT_PORT)?;
     let sock = UdpSocket::bind(addr).map_err(io_error(format!("binding udp://{addr}")))?;
     let local = sock.local_addr().map_err(io_error("udp socket"))?;
     let sock = Arc::new(Async::new(sock).map_err(io_error("udp socket"))?);
