@@ -114,6 +114,21 @@ pub struct SwitchArgs {
     /// dropped and counted as drop_storm.
     #[arg(long, default_value_t = etherws_core::node::DEFAULT_STORM_LIMIT, value_name = "FRAMES_PER_S")]
     pub storm_limit: u32,
+    /// Port security: a station heard on one port within this many seconds
+    /// cannot move to another; its frames from there are dropped and
+    /// counted as drop_spoof (a peer cannot take over an active station's
+    /// MAC). A station silent this long, or whose port ended (a client
+    /// reconnecting), moves freely. 0: moves are never refused. The
+    /// node's own TAP MAC is always pinned to the TAP: frames from links
+    /// with it as source are dropped as drop_spoof.
+    #[arg(long, default_value_t = etherws_core::switch::DEFAULT_MOVE_GUARD.as_secs(), value_name = "SECS")]
+    pub move_guard: u64,
+    /// Port security: most stations (source MACs) one link may have in
+    /// the forwarding table; frames from further new sources are dropped
+    /// and counted as drop_mac_limit (0: no limit). TAP ports are never
+    /// limited.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_macs: usize,
     /// WASM filter for frames entering the node from any port, as
     /// FILE[:key=value,...] (.wasm or .wat). Repeat for a chain, in order.
     /// Keys name, on_fault=closed|open, unload_after, fuel, memory_mb and
@@ -204,8 +219,11 @@ pub struct ServerArgs {
     /// Mutual TLS: require client certificates signed by this CA (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
-    /// Require HTTP Basic authentication against this Apache htpasswd file
-    /// (bcrypt, {SHA}, apr1 or SHA-crypt hashes). Re-read when it changes
+    /// Require a user and password from this Apache htpasswd file (bcrypt,
+    /// {SHA}, apr1 or SHA-crypt hashes) on every listener: HTTP Basic on
+    /// ws:// and wss://, the opening exchange on quic://. A listener that
+    /// cannot check users (udp:// without --psk-file, a plugin transport)
+    /// stops the start. Re-read when it changes (looked at every second)
     /// and on SIGHUP; links of removed users are closed.
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,
@@ -221,7 +239,8 @@ pub struct ServerArgs {
     /// Most clients at once (0: no limit); more get HTTP 503.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_clients: usize,
-    /// Most clients at once from one address (0: no limit).
+    /// Most clients at once from one address (0: no limit; udp:// then
+    /// allows 64 sessions per address).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_clients_per_ip: usize,
     /// Most connections still in their handshake at once; more are closed

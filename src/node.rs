@@ -27,6 +27,9 @@ pub struct Wired {
     pub udp: Option<Arc<etherws_udp::UdpStats>>,
     /// The quic transport's.
     pub quic: Option<Arc<etherws_quic::QuicStats>>,
+    /// The server's authentication policy (reloaded on SIGHUP, counted
+    /// in the report).
+    pub gate: Option<Arc<etherws_auth::Gate>>,
     /// Write the report to stderr (stdout carries the link: `stdio`).
     pub report_to_stderr: bool,
 }
@@ -48,6 +51,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             transports: None,
             udp: None,
             quic: None,
+            gate: None,
             report_to_stderr: false,
         });
     }
@@ -81,6 +85,7 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
         transports: None,
         udp: None,
         quic: None,
+        gate: None,
         report_to_stderr: false,
     })
 }
@@ -90,10 +95,12 @@ pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
     cfg.queue_len = sw.queue.max(1);
     cfg.queue_bytes = sw.queue_bytes.max(1);
     cfg.storm_limit = sw.storm_limit;
+    cfg.max_macs_per_link = (sw.max_macs > 0).then_some(sw.max_macs);
     cfg.switch = SwitchConfig {
         ageing: Duration::from_secs(sw.ageing),
         hub: sw.hub,
         max_entries: sw.fdb_max,
+        move_guard: Duration::from_secs(sw.move_guard),
     };
     cfg
 }
@@ -123,7 +130,12 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
         Some((ip, p)) => log::info!("TAP {} up, MTU {}, address {ip}/{p}", tap.name(), tap.mtu()),
         None => log::info!("TAP {} up, MTU {}", tap.name(), tap.mtu()),
     }
-    let port = node.attach(tap.into_link(), PortKind::Tap, PortConfig::default());
+    // The TAP's own address is pinned to its port: no link may use it.
+    let own = PortConfig {
+        own_macs: vec![tap.mac()],
+        ..PortConfig::default()
+    };
+    let port = node.attach(tap.into_link(), PortKind::Tap, own);
     let ex2 = ex.clone();
     Ok(ex.spawn(async move { run_port(&ex2, port).await }))
 }
@@ -194,12 +206,14 @@ pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
         loop {
             Timer::after(FDB_SUMMARY_EVERY).await;
             let s = n.take_fdb_summary();
-            if s.learned + s.moved + s.not_learned > 0 {
+            if s.learned + s.moved + s.not_learned + s.moves_refused > 0 {
                 log::info!(
-                    "fdb: {} stations learned, {} moved, {} not learned (table full) in the last {}s; {} entries",
+                    "fdb: {} stations learned, {} moved, {} not learned (table full), \
+                     {} moves refused (move guard) in the last {}s; {} entries",
                     s.learned,
                     s.moved,
                     s.not_learned,
+                    s.moves_refused,
                     FDB_SUMMARY_EVERY.as_secs(),
                     s.entries
                 );
@@ -241,7 +255,12 @@ pub fn report(w: &Wired) {
     }
     let udp = w.udp.iter().flat_map(|u| u.counters());
     let quic = w.quic.iter().flat_map(|q| q.counters());
-    for (name, v) in udp.chain(quic) {
+    let auth = w
+        .gate
+        .iter()
+        .filter(|g| g.requires_auth())
+        .flat_map(|g| g.stats().counters());
+    for (name, v) in udp.chain(quic).chain(auth) {
         let v = v.load(std::sync::atomic::Ordering::Relaxed);
         if v > 0 {
             let _ = writeln!(out, "{name}: {v}");
@@ -308,6 +327,15 @@ async fn reload(w: &Wired) {
         }
         for f in failed {
             log::error!("SIGHUP: {f}");
+        }
+    }
+    if let Some(gate) = w.gate.clone() {
+        match smol::unblock(move || gate.reload()).await {
+            Some(Ok(line)) => log::info!("SIGHUP: {line}"),
+            Some(Err(e)) => {
+                log::error!("SIGHUP: htpasswd not reloaded, keeping the old users: {e}")
+            }
+            None => {}
         }
     }
     if w.chains.is_empty() {

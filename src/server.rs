@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etherws_core::stats::{suppressed_note, LogLimiter};
-use etherws_core::{Listener, Node, PortConfig, PortKind, TransportError};
+use etherws_core::{Authenticates, Listener, Node, PortConfig, PortKind, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;
 use smol::Timer;
@@ -74,6 +74,25 @@ pub fn listen_url(listen: &str, path: &str, tls: bool, schemes: &[&str]) -> Resu
     Ok(url)
 }
 
+/// Every listener enforces the server's authentication policy, or the
+/// server does not start: a listener that would let anyone in beside
+/// `--htpasswd` is an open door the operator did not mean.
+fn enforces_policy(url: &Url, a: Authenticates) -> Result<()> {
+    match a {
+        Authenticates::Users | Authenticates::SharedKey => Ok(()),
+        _ if url.scheme() == "udp" => bail!(
+            "--htpasswd: the listener {url} cannot check passwords (udp:// has no per-user \
+             identity) and would let anyone in; give it --psk-file (one key shared by all \
+             its clients), or remove it"
+        ),
+        _ => bail!(
+            "--htpasswd: the listener {url} ({} transport) cannot check passwords and would \
+             let anyone in; remove it, or run it in a server without --htpasswd",
+            url.scheme()
+        ),
+    }
+}
+
 pub async fn run(
     ex: Ex,
     args: ServerArgs,
@@ -88,9 +107,19 @@ pub async fn run(
         .map(|l| listen_url(l, &args.path, args.tls_cert.is_some(), &schemes))
         .collect::<Result<Vec<_>>>()?;
     for url in &urls {
-        registry.resolve(url)?;
+        let t = registry.resolve(url)?;
+        if transports.gate.requires_auth() {
+            enforces_policy(url, t.authenticates())?;
+            if url.scheme() == "ws" {
+                log::warn!(
+                    "--htpasswd on {url}: passwords cross the network in clear text there \
+                     (fine only behind a TLS-terminating proxy on this host; wss:// or quic:// encrypt them)"
+                );
+            }
+        }
     }
     let mut wired = build_node(&args.tap, &args.switch)?;
+    wired.gate = Some(transports.gate.clone());
     wired.transports = Some(transports.ws.clone());
     wired.udp = Some(transports.udp.stats().clone());
     wired.quic = Some(transports.quic.stats().clone());
@@ -123,6 +152,19 @@ pub async fn run(
         listeners.push(listener);
     }
     spawn_housekeeping(&ex, &node, &args.switch);
+    if transports.gate.requires_auth() {
+        let gate = transports.gate.clone();
+        ex.spawn(async move {
+            loop {
+                Timer::after(etherws_auth::WATCH_EVERY).await;
+                let g = gate.clone();
+                if let Some(line) = smol::unblock(move || g.refresh()).await {
+                    log::info!("{line}");
+                }
+            }
+        })
+        .detach();
+    }
 
     let refused = Arc::new(Refused::default());
     wired.add_counter("connections refused", refused.total.clone());
@@ -160,11 +202,19 @@ pub async fn run(
 }
 
 /// Accepts links for as long as the server runs; each one's handshake
-/// runs on its own task, so a slow peer holds up nobody.
+/// runs on its own task, so a slow peer holds up nobody. A connection
+/// refused at once (a limit) costs nothing more: the next accept follows
+/// at once. Only a failing accept (out of file descriptors, memory) backs
+/// off, 5 ms doubling to 250 ms while it lasts, logged at most once a
+/// second: short enough that connections still get through as soon as
+/// descriptors free up, long enough not to spin.
 async fn accept_loop(ex: Ex, node: Node, mut listener: Box<dyn Listener>, refused: Arc<Refused>) {
+    let mut backoff = AcceptBackoff::default();
+    let fail_log = LogLimiter::new(1, Duration::from_secs(1));
     loop {
         match listener.accept().await {
             Ok(pending) => {
+                backoff.reset();
                 let node = node.clone();
                 let ex2 = ex.clone();
                 let refused = refused.clone();
@@ -179,12 +229,40 @@ async fn accept_loop(ex: Ex, node: Node, mut listener: Box<dyn Listener>, refuse
                 })
                 .detach();
             }
-            Err(e) => {
-                // E.g. out of file descriptors: back off briefly, keep serving.
+            Err(e @ TransportError::Refused(_)) => {
+                backoff.reset();
                 refused.note(&e);
-                Timer::after(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                let wait = backoff.next();
+                if let Some(s) = fail_log.check(Instant::now()) {
+                    log::warn!(
+                        "accept failed: {e}; retrying in {wait:?}{}",
+                        suppressed_note(s)
+                    );
+                }
+                Timer::after(wait).await;
             }
         }
+    }
+}
+
+/// The wait after a failed accept: doubles while accepts fail.
+#[derive(Default)]
+struct AcceptBackoff(Option<Duration>);
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_millis(250);
+
+    fn next(&mut self) -> Duration {
+        let d = self.0.map_or(Self::FIRST, |d| (d * 2).min(Self::MAX));
+        self.0 = Some(d);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -202,5 +280,25 @@ mod tests {
         assert_eq!(u("udp://0.0.0.0:9", false).unwrap(), "udp://0.0.0.0:9");
         assert_eq!(u("unix:/run/e.sock", false).unwrap(), "unix:/run/e.sock");
         assert!(u("0.0.0.0", false).is_err());
+    }
+
+    #[test]
+    fn accept_backoff_doubles_to_its_cap_and_resets() {
+        let mut b = AcceptBackoff::default();
+        let waits: Vec<u64> = (0..8).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 250, 250]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn every_listener_enforces_the_policy_or_none_starts() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(enforces_policy(&url("ws://0.0.0.0:1/"), Authenticates::Users).is_ok());
+        assert!(enforces_policy(&url("udp://0.0.0.0:1"), Authenticates::SharedKey).is_ok());
+        let e = enforces_policy(&url("udp://0.0.0.0:1"), Authenticates::No).unwrap_err();
+        assert!(e.to_string().contains("--psk-file"), "{e}");
+        let e = enforces_policy(&url("unix:/run/x"), Authenticates::No).unwrap_err();
+        assert!(e.to_string().contains("unix:/run/x"), "{e}");
     }
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use etherws_auth::{Gate, Htpasswd};
 use etherws_core::{Keepalive, LinkParams, Registry};
 use etherws_quic::{Quic, QuicConfig};
+use etherws_tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
 use etherws_udp::{Key, Udp, UdpConfig};
-use etherws_ws::auth::Htpasswd;
 use etherws_ws::proxy::Proxy;
-use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
 use etherws_ws::{ClientConfig, ProxyChoice, ServerConfig, Ws, WsConfig};
 
 use crate::cli::{ClientArgs, LinkArgs, ServerArgs, SwitchArgs, TapArgs};
@@ -23,6 +23,8 @@ pub struct Transports {
     pub quic: Quic,
     pub extra: Registry,
     pub params: LinkParams,
+    /// Who may make a link (server), shared by every listener.
+    pub gate: Arc<Gate>,
 }
 
 impl Transports {
@@ -47,9 +49,30 @@ pub fn link_params(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> LinkParam
         }))
 }
 
-fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
+/// Warns when a secret file can be read by others than its owner.
+pub fn warn_if_shared(path: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            log::warn!(
+                "{what} {} can be read by {} (mode {:o}): make it private (chmod 600)",
+                path.display(),
+                if mode & 0o007 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
+                mode & 0o777
+            );
+        }
+    }
+}
+
+fn udp(link: &LinkArgs, max_peers: usize, max_per_ip: usize) -> Result<Udp> {
     let psk = match &link.psk_file {
         Some(f) => {
+            warn_if_shared(f, "--psk-file");
             let text = std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read --psk-file {}", f.display()))?;
             let line = text.lines().next().unwrap_or("").trim();
@@ -65,6 +88,11 @@ fn udp(link: &LinkArgs, max_peers: usize) -> Result<Udp> {
         psk,
         offload: link.udp_offload,
         max_peers,
+        max_peers_per_ip: if max_per_ip > 0 {
+            max_per_ip
+        } else {
+            etherws_udp::DEFAULT_MAX_PER_IP
+        },
         ..UdpConfig::default()
     }))
 }
@@ -84,26 +112,31 @@ pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
         _ => None,
     };
     let tls = match &tls_files {
-        Some(f) => Some(Arc::new(
-            TlsServer::new(f.clone()).context("cannot set up TLS")?,
-        )),
+        Some(f) => {
+            warn_if_shared(&f.key, "--tls-key");
+            Some(Arc::new(
+                TlsServer::new(f.clone()).context("cannot set up TLS")?,
+            ))
+        }
         None => None,
     };
-    let htpasswd = match &a.htpasswd {
-        Some(p) => Some(Arc::new(
-            Htpasswd::load(p).context("cannot use --htpasswd")?,
-        )),
-        None => None,
-    };
-    if htpasswd.is_some() && tls.is_none() {
-        log::warn!(
-            "--htpasswd without --tls-cert: passwords cross the network in clear text \
-             (fine only behind a TLS-terminating proxy on this host)"
-        );
-    }
+    let gate = Arc::new(match &a.htpasswd {
+        Some(p) => {
+            let file = Htpasswd::load(p).context("cannot use --htpasswd")?;
+            if file.is_empty() {
+                log::warn!(
+                    "--htpasswd {}: the file has no users: every login fails until one is added \
+                     (etherws passwd FILE USER)",
+                    p.display()
+                );
+            }
+            Gate::with_htpasswd(file)
+        }
+        None => Gate::open(),
+    });
     cfg.server = ServerConfig {
         tls,
-        htpasswd,
+        gate: gate.clone(),
         origins: a.origins.clone(),
         trust_proxy: a.trust_proxy,
         max_clients: a.max_clients,
@@ -115,14 +148,16 @@ pub fn for_server(a: &ServerArgs, extra: Registry) -> Result<Transports> {
         server: tls_files,
         congestion: a.link.quic_cc,
         max_peers: a.max_clients,
+        gate: gate.clone(),
         ..QuicConfig::default()
     });
     Ok(Transports {
         ws: Ws::new(cfg),
-        udp: udp(&a.link, a.max_clients)?,
+        udp: udp(&a.link, a.max_clients, a.max_clients_per_ip)?,
         quic,
         extra,
         params: link_params(&a.link, &a.tap, &a.switch),
+        gate,
     })
 }
 
@@ -162,6 +197,9 @@ pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
     if !wss && !quic && (a.ca.is_some() || a.cert.is_some() || a.insecure || a.sni.is_some()) {
         bail!("--ca, --cert, --insecure and --sni apply to wss:// and quic:// URLs only");
     }
+    if let Some(k) = &a.key {
+        warn_if_shared(k, "--key");
+    }
     let tls = if wss {
         Some(Arc::new(
             TlsClient::new(tls_files.clone()).context("cannot set up TLS")?,
@@ -196,18 +234,20 @@ pub fn for_client(a: &ClientArgs, extra: Registry) -> Result<Transports> {
     };
     if quic {
         // Fail now, not at the first connect, on unreadable files.
-        etherws_ws::tls::client_config(&tls_files).context("cannot set up TLS for quic://")?;
+        etherws_tls::client_config(&tls_files).context("cannot set up TLS for quic://")?;
     }
     let quic = Quic::new(QuicConfig {
         client: tls_files,
         congestion: a.link.quic_cc,
+        credentials: cfg.client.credentials.clone(),
         ..QuicConfig::default()
     });
     Ok(Transports {
         ws: Ws::new(cfg),
-        udp: udp(&a.link, 0)?,
+        udp: udp(&a.link, 0, 0)?,
         quic,
         extra,
         params: link_params(&a.link, &a.tap, &a.switch),
+        gate: Arc::new(Gate::open()),
     })
 }

@@ -115,3 +115,35 @@ fn without_cap_net_admin_the_tap_error_says_so() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }
+
+/// The test helpers themselves: a process killed by a signal is reported
+/// as exited (128 + the signal), not as still running, and a memory
+/// reading of a process that is gone fails instead of reading 0 KiB.
+#[test]
+fn helpers_tell_a_killed_process_from_a_running_one() {
+    if !root_or_skip("helpers") {
+        return;
+    }
+    let ns = Netns::new(unique("helpers"));
+    let mut p = ns.etherws(
+        "server",
+        &["server", "--no-tap", "--listen", "127.0.0.1:8099"],
+    );
+    assert!(p.wait_log(std::time::Duration::from_secs(30), |l| l
+        .contains("listening on")));
+    let pid = p.pid();
+    // `ip netns exec` runs the binary in its place (exec), so the pid is ours.
+    assert!(rss_kib(pid).0 > 0);
+    assert_eq!(
+        p.wait_exit(std::time::Duration::from_millis(100)),
+        None,
+        "running"
+    );
+    p.signal(libc::SIGKILL);
+    assert_eq!(
+        p.wait_exit(std::time::Duration::from_secs(10)),
+        Some(128 + libc::SIGKILL)
+    );
+    let gone = std::panic::catch_unwind(|| rss_kib(pid));
+    assert!(gone.is_err(), "rss_kib of a reaped process: {gone:?}");
+}

@@ -422,6 +422,11 @@ mod kernel_gso {
             }
         }
         let gso = frames.iter().filter(|(_, h)| h.is_gso()).count();
+        assert!(
+            gso > 0,
+            "{tag}: no GSO super-frame among the {} captured: segmentation untested",
+            frames.len()
+        );
         eprintln!(
             "{tag}: {gso} super-frames segmented and {} checksums completed exactly as the kernel does",
             frames.len() - gso

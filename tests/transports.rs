@@ -110,7 +110,7 @@ fn udp_stray_and_unauthenticated_datagrams_create_no_port() {
     // Junk, a frame for no session, a HELLO without a key, a HELLO with
     // the wrong key: none may become a port.
     let wrong = wire::Key::new(b"a different key of some length").unwrap();
-    let hello = wire::hello([7; 16], 1522, 0);
+    let hello = wire::hello([7; 16], 1522, 0, [0; 16]);
     let mut d = Vec::new();
     let mut datagrams = vec![
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
@@ -165,7 +165,7 @@ fn udp_stray_and_unauthenticated_datagrams_create_no_port() {
 /// A CA, and a server certificate for 198.18.0.0/22's server addresses,
 /// as files: (dir, cert, key, ca).
 fn quic_pki(tag: &str) -> (std::path::PathBuf, String, String, String) {
-    use etherws_ws::testing::{write, Ca, KeyKind};
+    use etherws_tls::testing::{write, Ca, KeyKind};
     let d = scratch(&unique(tag));
     let ca = Ca::new("quic test CA");
     let issued = ca.server(

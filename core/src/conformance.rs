@@ -490,7 +490,14 @@ pub async fn slow_reader(setup: &Setup) {
                 "conformance: slow reader: sent {sent}, got {got}"
             );
         }
-        SlowReader::Drops => assert!(got <= sent),
+        // A transport that drops must have dropped: everything arriving
+        // with nobody reading means it buffered without bound (the
+        // `held` check below says how much).
+        SlowReader::Drops => assert!(
+            got < sent,
+            "conformance: slow reader: all {sent} frames arrived although the reader \
+             stalled; a dropping transport must drop"
+        ),
     }
     assert!(
         held <= setup.buffer_bound,

@@ -27,8 +27,10 @@ pub fn wire(data: &[u8]) {
 /// The switch driven by arbitrary port events, clock steps and frames, in
 /// learning or hub mode (first byte), with a 16-entry table: decisions
 /// never name the ingress port or a port that is gone, floods never repeat
-/// a port, the table never exceeds its cap or points at a gone port, and a
-/// hub learns nothing.
+/// a port, the table never exceeds its cap or points at a gone port, a
+/// hub learns nothing, every port's station count is exact and within
+/// its `max_macs`, and a frame from a pinned address on another port is
+/// always dropped.
 pub fn switch(data: &[u8]) {
     const CAP: usize = 16;
     let Some((&mode, mut rest)) = data.split_first() else {
@@ -39,27 +41,49 @@ pub fn switch(data: &[u8]) {
         ageing: Duration::from_secs(u64::from(mode >> 2) + 1),
         hub,
         max_entries: CAP,
+        move_guard: Duration::from_millis(u64::from(mode & 2) * 500),
     });
     let mut now = Instant::now();
     let mut ports: Vec<PortId> = Vec::new();
+    // Ports with a MAC limit of 2, and the one pinned address's owner.
+    let mut limited: Vec<PortId> = Vec::new();
+    let pinned = crate::wire::MacAddr([2, 0, 0, 0, 0, 1]);
+    let mut owner: Option<PortId> = None;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
         match op % 8 {
             0 => {
-                let cfg = if op & 0x80 != 0 {
+                let mut cfg = if op & 0x80 != 0 {
                     PortConfig {
                         vlans: VlanSet::only([0, u16::from(op & 0x0f)]),
+                        ..PortConfig::default()
                     }
                 } else {
                     PortConfig::default()
                 };
+                if op & 0x40 != 0 {
+                    cfg.max_macs = Some(2);
+                }
+                if owner.is_none() && op & 0x20 != 0 {
+                    cfg.own_macs = vec![pinned];
+                }
                 let id = sw.add_port(cfg);
                 assert!(!ports.contains(&id), "port id {id} given twice");
+                if op & 0x40 != 0 {
+                    limited.push(id);
+                }
+                if owner.is_none() && op & 0x20 != 0 {
+                    owner = Some(id);
+                }
                 ports.push(id);
             }
             1 if !ports.is_empty() => {
                 let p = ports.remove(usize::from(op >> 3) % ports.len());
                 assert!(sw.remove_port(p));
+                limited.retain(|l| *l != p);
+                if owner == Some(p) {
+                    owner = None;
+                }
             }
             2 => now += Duration::from_millis(u64::from(op) * 50),
             3 => {
@@ -79,7 +103,12 @@ pub fn switch(data: &[u8]) {
                 let Ok(frame) = EthernetFrame::new_checked(bytes) else {
                     continue;
                 };
-                match sw.handle_frame(now, ingress, &frame).decision {
+                let spoofed = frame.src() == pinned && owner.is_some_and(|o| o != ingress);
+                let decision = sw.handle_frame(now, ingress, &frame).decision;
+                if spoofed {
+                    assert!(matches!(decision, Decision::Drop(_)), "{decision:?}");
+                }
+                match decision {
                     Decision::Forward(p) => {
                         assert_ne!(p, ingress);
                         assert!(ports.contains(&p));
@@ -104,6 +133,11 @@ pub fn switch(data: &[u8]) {
         }
         for row in sw.fdb(now) {
             assert!(ports.contains(&row.port));
+        }
+        let counted: usize = ports.iter().map(|p| sw.port_macs(*p)).sum();
+        assert_eq!(counted, sw.fdb_len(), "per-port station counts drifted");
+        for p in &limited {
+            assert!(sw.port_macs(*p) <= 2);
         }
     }
 }

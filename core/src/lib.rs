@@ -43,7 +43,7 @@ pub use node::{AttachedPort, Node, NodeConfig, PortEnd};
 pub use stats::{Counts, DropReason, PortCounters, PortStats};
 pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
 pub use transport::{
-    CloseHook, CloseReason, FrameSink, FrameStream, Keepalive, Link, LinkError, LinkParams,
-    Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,
+    Authenticates, CloseHook, CloseReason, FrameSink, FrameStream, Keepalive, Link, LinkError,
+    LinkParams, Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,
 };
 pub use wire::{EthernetFrame, MacAddr};

@@ -59,6 +59,11 @@ pub struct NodeConfig {
     /// in the other ports' queues); 0 turns it off. Frames over it are
     /// dropped as `storm`.
     pub storm_limit: u32,
+    /// Port security: most stations one link port may have learned
+    /// (`--max-macs`); frames from further sources are dropped as
+    /// `mac_limit`. `None`: no limit. TAP ports are never limited (a TAP
+    /// may bridge many VMs).
+    pub max_macs_per_link: Option<usize>,
 }
 
 impl NodeConfig {
@@ -70,6 +75,7 @@ impl NodeConfig {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             max_frame: mtu + wire::MAX_OVERHEAD,
             storm_limit: DEFAULT_STORM_LIMIT,
+            max_macs_per_link: None,
         }
     }
 }
@@ -272,6 +278,8 @@ pub struct FdbSummary {
     pub moved: u64,
     /// Stations not learned because the table was full.
     pub not_learned: u64,
+    /// Moves refused by the move guard (spoofing, or a loop flapping).
+    pub moves_refused: u64,
     /// Entries in the table now.
     pub entries: usize,
 }
@@ -289,6 +297,7 @@ struct Inner {
     learned: AtomicU64,
     moved: AtomicU64,
     not_learned: AtomicU64,
+    moves_refused: AtomicU64,
     /// Per-station learn/move lines (debug level).
     learn_log: LogLimiter,
     /// "Table full" warnings.
@@ -376,6 +385,7 @@ impl Node {
                 learned: AtomicU64::new(0),
                 moved: AtomicU64::new(0),
                 not_learned: AtomicU64::new(0),
+                moves_refused: AtomicU64::new(0),
                 learn_log: LogLimiter::new(20, Duration::from_secs(1)),
                 fdb_full_log: LogLimiter::new(1, Duration::from_secs(60)),
                 link_log: LogLimiter::new(20, Duration::from_secs(10)),
@@ -410,7 +420,10 @@ impl Node {
 
     /// Attaches `link` as a new port. Spawn the returned reader and writer
     /// (and bound them once `detached` resolves).
-    pub fn attach(&self, link: Link, kind: PortKind, cfg: PortConfig) -> AttachedPort {
+    pub fn attach(&self, link: Link, kind: PortKind, mut cfg: PortConfig) -> AttachedPort {
+        if kind == PortKind::Link && cfg.max_macs.is_none() {
+            cfg.max_macs = self.inner.cfg.max_macs_per_link;
+        }
         let (qtx, qrx) = async_channel::unbounded();
         let bound = Arc::new(QueueBound {
             frames: AtomicUsize::new(0),
@@ -678,12 +691,21 @@ impl Node {
     ) {
         counters.count_drop(reason);
         if let Some(suppressed) = counters.log_limiter().check(Instant::now()) {
+            let name = self.port_name(id);
             log::warn!(
-                "port {id}: dropped frame ({reason}): {detail}; total {}{}",
+                "port {id} ({name}): dropped frame ({reason}): {detail}; total {}{}",
                 counters.drops(reason),
                 suppressed_note(suppressed)
             );
         }
+    }
+
+    /// The port's name (its link's peer, with the user), for log lines.
+    fn port_name(&self, id: PortId) -> String {
+        self.fabric()
+            .slots
+            .get(&id)
+            .map_or_else(|| "gone".to_string(), |s| s.name.clone())
     }
 
     /// The per-frame ingress path: validate, filter, switch, enqueue. A
@@ -769,6 +791,7 @@ impl Node {
             return;
         };
         let group = view.dst().is_multicast();
+        let (src, vlan) = (view.src(), view.vlan_id());
         let hub = self.inner.cfg.switch.hub;
         let now = Instant::now();
         // Under the lock only the decision and the targets; enqueueing
@@ -776,6 +799,7 @@ impl Node {
         // station's frame needs only the shared lock; learning takes the
         // exclusive one.
         let mut one: Option<Arc<Output>> = None;
+        let mut refused: Option<SwitchDrop> = None;
         let mut patience = Patience::SHARED;
         let Scratch { waiting, many } = scratch;
         let mut route = |outcome: Outcome<'_>, slots: &Slots| {
@@ -800,6 +824,12 @@ impl Node {
                 Decision::Drop(SwitchDrop::VlanNotAllowed) => {
                     counters.count_drop(DropReason::VlanNotAllowed)
                 }
+                // Port security: counted and logged after unlocking.
+                Decision::Drop(
+                    why @ (SwitchDrop::PinnedElsewhere { .. }
+                    | SwitchDrop::MoveRefused { .. }
+                    | SwitchDrop::MacLimit),
+                ) => refused = Some(why),
                 Decision::Drop(_) => {}
             }
             outcome.learned
@@ -844,6 +874,9 @@ impl Node {
         // Log after unlocking: log I/O must not hold up other ports.
         if let Some(l) = learned {
             self.note_learned(l, now);
+        }
+        if let Some(why) = refused {
+            self.note_refused(ctx.port, counters, why, src, vlan);
         }
     }
 
@@ -893,12 +926,47 @@ impl Node {
         }
     }
 
+    /// Counts and logs (rate-limited, per port) a frame port security
+    /// refused.
+    fn note_refused(
+        &self,
+        port: PortId,
+        counters: &PortCounters,
+        why: SwitchDrop,
+        src: wire::MacAddr,
+        vlan: u16,
+    ) {
+        let (reason, detail) = match why {
+            SwitchDrop::PinnedElsewhere { owner } => (
+                DropReason::Spoof,
+                format!("source {src} is this node's own address (pinned to port {owner})"),
+            ),
+            SwitchDrop::MoveRefused { owner } => {
+                self.inner.moves_refused.fetch_add(1, Relaxed);
+                (
+                    DropReason::Spoof,
+                    format!(
+                        "source {src} vlan {vlan} is active on port {owner} \
+                         (it may move after {:?} of silence there)",
+                        self.inner.cfg.switch.move_guard
+                    ),
+                )
+            }
+            _ => (
+                DropReason::MacLimit,
+                format!("new source {src}: the port has its --max-macs stations"),
+            ),
+        };
+        self.count_drop(port, counters, reason, &detail);
+    }
+
     /// Learning events since the last call, and the table size.
     pub fn take_fdb_summary(&self) -> FdbSummary {
         FdbSummary {
             learned: self.inner.learned.swap(0, Relaxed),
             moved: self.inner.moved.swap(0, Relaxed),
             not_learned: self.inner.not_learned.swap(0, Relaxed),
+            moves_refused: self.inner.moves_refused.swap(0, Relaxed),
             entries: self.fabric().switch.fdb_len(),
         }
     }

@@ -34,10 +34,15 @@ pub enum DropReason {
     /// A super-frame or partial checksum that could not be finished in
     /// software (bad offload header or headers).
     BadOffload,
+    /// Port security: the source is the node's own address, or a station
+    /// active on another port (a takeover attempt, or a loop).
+    Spoof,
+    /// Port security: the port has learned its `--max-macs` stations.
+    MacLimit,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Runt,
         DropReason::Oversize,
         DropReason::NotAFrame,
@@ -47,6 +52,8 @@ impl DropReason {
         DropReason::VlanNotAllowed,
         DropReason::Storm,
         DropReason::BadOffload,
+        DropReason::Spoof,
+        DropReason::MacLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +67,8 @@ impl DropReason {
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Storm => "storm",
             DropReason::BadOffload => "bad_offload",
+            DropReason::Spoof => "spoof",
+            DropReason::MacLimit => "mac_limit",
         }
     }
 

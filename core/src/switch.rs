@@ -48,7 +48,18 @@ pub struct SwitchConfig {
     /// are not learned (their frames are flooded) until entries age out, so
     /// a peer spraying source addresses cannot grow memory without bound.
     pub max_entries: usize,
+    /// Port security: a station heard on one port within this time cannot
+    /// move to another; its frames from there are dropped
+    /// ([`SwitchDrop::MoveRefused`]). A station silent this long on its
+    /// port (or whose port went away: its entries go with it) moves
+    /// freely, so reconnects and migrating VMs keep working. Zero: moves
+    /// are never refused.
+    pub move_guard: Duration,
 }
+
+/// Default move guard: a few seconds of silence before a station may
+/// appear on another port.
+pub const DEFAULT_MOVE_GUARD: Duration = Duration::from_secs(5);
 
 /// Default FDB capacity: far above any real segment, small enough to bound
 /// memory (a few MiB).
@@ -60,6 +71,7 @@ impl Default for SwitchConfig {
             ageing: DEFAULT_AGEING,
             hub: false,
             max_entries: DEFAULT_MAX_ENTRIES,
+            move_guard: DEFAULT_MOVE_GUARD,
         }
     }
 }
@@ -99,12 +111,23 @@ impl VlanSet {
 #[derive(Clone, Debug, Default)]
 pub struct PortConfig {
     pub vlans: VlanSet,
+    /// The node's own addresses behind this port (a TAP device's MAC):
+    /// pinned to it on every VLAN. A frame from any other port with one of
+    /// them as its source is dropped ([`SwitchDrop::PinnedElsewhere`]), so
+    /// no peer can take over the node's own address.
+    pub own_macs: Vec<MacAddr>,
+    /// Most stations learned on this port (port security's MAC limit);
+    /// frames from further new sources are dropped
+    /// ([`SwitchDrop::MacLimit`]). `None`: no limit.
+    pub max_macs: Option<usize>,
 }
 
 #[derive(Debug)]
 struct PortEntry {
     id: PortId,
     cfg: PortConfig,
+    /// FDB entries pointing at this port.
+    macs: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -142,6 +165,14 @@ pub enum SwitchDrop {
     /// The destination was learned on the ingress port itself: the frame
     /// stays on its own segment (never sent back out where it came from).
     SameSegment,
+    /// The source is one of the node's own addresses, pinned to another
+    /// port ([`PortConfig::own_macs`]): a spoofed frame.
+    PinnedElsewhere { owner: PortId },
+    /// The source is a station active on another port within the move
+    /// guard ([`SwitchConfig::move_guard`]): spoofed, or a loop flapping.
+    MoveRefused { owner: PortId },
+    /// The ingress port has learned its [`PortConfig::max_macs`] already.
+    MacLimit,
 }
 
 /// What the switch learned while handling a frame (for logs and metrics).
@@ -240,6 +271,8 @@ pub struct Switch {
     next_id: u32,
     /// When a full table was last swept for stale entries.
     last_sweep: Option<Instant>,
+    /// The node's own addresses and the ports they are pinned to.
+    pinned: HashMap<MacAddr, PortId>,
     /// The origin of [`FdbEntry::seen`]: the first time a station was
     /// learned (no entry exists before), taken from the caller like every
     /// time here; earlier instants count as it.
@@ -267,6 +300,7 @@ impl Switch {
             fdb: HashMap::new(),
             next_id: 1,
             last_sweep: None,
+            pinned: HashMap::new(),
             epoch: None,
             refresh_ns: Self::refresh_for(cfg.ageing),
             cfg,
@@ -308,8 +342,12 @@ impl Switch {
                 break id;
             }
         };
+        for mac in &cfg.own_macs {
+            // The first port to claim an address keeps it.
+            self.pinned.entry(*mac).or_insert(id);
+        }
         self.index.insert(id, self.ports.len());
-        self.ports.push(PortEntry { id, cfg });
+        self.ports.push(PortEntry { id, cfg, macs: 0 });
         id
     }
 
@@ -324,7 +362,13 @@ impl Switch {
             self.index.insert(p.id, i);
         }
         self.fdb.retain(|_, e| e.port != id);
+        self.pinned.retain(|_, p| *p != id);
         true
+    }
+
+    /// Stations learned on `port` now.
+    pub fn port_macs(&self, port: PortId) -> usize {
+        self.port(port).map_or(0, |p| p.macs)
     }
 
     pub fn ports(&self) -> impl Iterator<Item = PortId> + '_ {
@@ -344,6 +388,14 @@ impl Switch {
         frame: &EthernetFrame<T>,
     ) -> Outcome<'_> {
         let vlan = frame.vlan_id();
+        if !matches!(self.early_decision(ingress, vlan), Some(Some(_))) {
+            if let Some(why) = self.refuse_source(now, ingress, vlan, frame.src()) {
+                return Outcome {
+                    learned: None,
+                    decision: Decision::Drop(why),
+                };
+            }
+        }
         // (`early` cannot be used here: its borrow would outlive the
         // `learn` below.)
         if let Some(drop) = self.early_decision(ingress, vlan) {
@@ -361,6 +413,49 @@ impl Switch {
         Outcome { learned, decision }
     }
 
+    /// Port security: why a frame with source `src` may not enter at
+    /// `ingress`, if it may not. Looks only (no learning): both paths ask
+    /// it before anything else.
+    fn refuse_source(
+        &self,
+        now: Instant,
+        ingress: PortId,
+        vlan: u16,
+        src: MacAddr,
+    ) -> Option<SwitchDrop> {
+        if src.is_multicast() || src == MacAddr::default() {
+            return None;
+        }
+        if let Some(&owner) = self.pinned.get(&src) {
+            if owner != ingress {
+                return Some(SwitchDrop::PinnedElsewhere { owner });
+            }
+        }
+        if self.cfg.hub {
+            return None;
+        }
+        let port = self.port(ingress)?;
+        match self.fdb.get(&FdbKey { vlan, mac: src }) {
+            Some(e) if e.port == ingress => None,
+            Some(e) => {
+                let age = self.age(now, e);
+                if age <= self.cfg.ageing && age < self.cfg.move_guard {
+                    return Some(SwitchDrop::MoveRefused { owner: e.port });
+                }
+                // It may move: but not past this port's limit.
+                port.cfg
+                    .max_macs
+                    .filter(|&n| port.macs >= n)
+                    .map(|_| SwitchDrop::MacLimit)
+            }
+            None => port
+                .cfg
+                .max_macs
+                .filter(|&n| port.macs >= n)
+                .map(|_| SwitchDrop::MacLimit),
+        }
+    }
+
     /// [`Switch::handle_frame`] through a shared borrow, for the common
     /// case: `None` when the frame would teach the switch something (a new
     /// station, a move, an expired entry) and the caller must call
@@ -373,10 +468,22 @@ impl Switch {
         frame: &EthernetFrame<T>,
     ) -> Option<Outcome<'_>> {
         let vlan = frame.vlan_id();
+        let src = frame.src();
+        if let Some(Some(why)) = self.early_decision(ingress, vlan) {
+            return Some(Outcome {
+                learned: None,
+                decision: Decision::Drop(why),
+            });
+        }
+        if let Some(why) = self.refuse_source(now, ingress, vlan, src) {
+            return Some(Outcome {
+                learned: None,
+                decision: Decision::Drop(why),
+            });
+        }
         if let Some(done) = self.early(ingress, vlan) {
             return Some(done);
         }
-        let src = frame.src();
         if !(src.is_multicast() || src == MacAddr::default()) {
             let e = self.fdb.get(&FdbKey { vlan, mac: src })?;
             let stamp = self.stamp(now);
@@ -454,6 +561,10 @@ impl Switch {
             let from = e.port;
             *e.seen.get_mut() = stamp;
             e.port = port;
+            if from != port {
+                self.count_macs(from, -1);
+                self.count_macs(port, 1);
+            }
             return if from != port {
                 Some(Learned::Moved {
                     vlan,
@@ -489,7 +600,15 @@ impl Switch {
                 seen: AtomicU64::new(stamp),
             },
         );
+        self.count_macs(port, 1);
         Some(Learned::New { vlan, mac, port })
+    }
+
+    fn count_macs(&mut self, port: PortId, by: isize) {
+        if let Some(&i) = self.index.get(&port) {
+            let p = &mut self.ports[i];
+            p.macs = p.macs.saturating_add_signed(by);
+        }
     }
 
     fn lookup(&self, now: Instant, vlan: u16, mac: MacAddr) -> Option<PortId> {
@@ -506,8 +625,18 @@ impl Switch {
     pub fn expire(&mut self, now: Instant) -> usize {
         let (ageing, stamp) = (self.cfg.ageing, self.stamp(now));
         let before = self.fdb.len();
-        self.fdb
-            .retain(|_, e| age(stamp, *e.seen.get_mut()) <= ageing);
+        let Switch {
+            fdb, ports, index, ..
+        } = self;
+        fdb.retain(|_, e| {
+            let keep = age(stamp, *e.seen.get_mut()) <= ageing;
+            if !keep {
+                if let Some(&i) = index.get(&e.port) {
+                    ports[i].macs = ports[i].macs.saturating_sub(1);
+                }
+            }
+            keep
+        });
         before - self.fdb.len()
     }
 
@@ -651,6 +780,7 @@ mod tests {
         // inject VLAN 10 frames.
         let p4 = sw.add_port(PortConfig {
             vlans: VlanSet::only([20]),
+            ..PortConfig::default()
         });
         let (d, _) = send(&mut sw, t, p1, MacAddr::BROADCAST, A, Some(10));
         assert!(!d.unwrap().contains(&p4));
@@ -692,10 +822,35 @@ mod tests {
     }
 
     #[test]
-    fn mac_move_is_relearned() {
+    fn a_station_moves_only_after_the_guard_time_of_silence() {
         let (mut sw, [p1, p2, p3]) = three();
         let t = Instant::now();
         let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        // Active on p1: p3 cannot take it (spoofing, or a flapping loop).
+        let just_before = t + DEFAULT_MOVE_GUARD - Duration::from_millis(1);
+        let (d, l) = send(&mut sw, just_before, p3, MacAddr::BROADCAST, A, None);
+        assert_eq!(d, Err(SwitchDrop::MoveRefused { owner: p1 }));
+        assert_eq!(l, None);
+        // Frames to A still go to p1, the shared path agrees.
+        let (d, _) = send(&mut sw, just_before, p2, A, B, None);
+        assert_eq!(d, Ok(vec![p1]));
+        assert_eq!(
+            try_send(&sw, just_before, p3, B, A, None),
+            Some(Err(SwitchDrop::MoveRefused { owner: p1 }))
+        );
+        // A keeps talking on p1: the guard restarts from its last frame.
+        let _ = send(&mut sw, t + DEFAULT_MOVE_GUARD, p1, B, A, None);
+        let (d, _) = send(
+            &mut sw,
+            t + DEFAULT_MOVE_GUARD * 2 - Duration::from_millis(1),
+            p3,
+            B,
+            A,
+            None,
+        );
+        assert_eq!(d, Err(SwitchDrop::MoveRefused { owner: p1 }));
+        // Silent for the guard time on p1: A moves to p3.
+        let t = t + DEFAULT_MOVE_GUARD * 2;
         let (_, l) = send(&mut sw, t, p3, MacAddr::BROADCAST, A, None);
         assert_eq!(
             l,
@@ -708,6 +863,117 @@ mod tests {
         );
         let (d, _) = send(&mut sw, t, p2, A, B, None);
         assert_eq!(d, Ok(vec![p3]));
+        assert_eq!((sw.port_macs(p1), sw.port_macs(p3)), (0, 1));
+    }
+
+    #[test]
+    fn a_station_whose_port_ended_moves_at_once_and_no_guard_means_no_refusal() {
+        let (mut sw, [p1, _p2, p3]) = three();
+        let t = Instant::now();
+        let _ = send(&mut sw, t, p1, MacAddr::BROADCAST, A, None);
+        // The client reconnects: its old port ends, the new one may use A.
+        sw.remove_port(p1);
+        let p4 = sw.add_port(PortConfig::default());
+        let (d, l) = send(&mut sw, t, p4, MacAddr::BROADCAST, A, None);
+        assert!(d.is_ok());
+        assert_eq!(
+            l,
+            Some(Learned::New {
+                vlan: 0,
+                mac: A,
+                port: p4
+            })
+        );
+        let mut free = Switch::new(SwitchConfig {
+            move_guard: Duration::ZERO,
+            ..SwitchConfig::default()
+        });
+        let (q1, q2) = (
+            free.add_port(PortConfig::default()),
+            free.add_port(PortConfig::default()),
+        );
+        let _ = send(&mut free, t, q1, MacAddr::BROADCAST, A, None);
+        let (_, l) = send(&mut free, t, q2, MacAddr::BROADCAST, A, None);
+        assert!(matches!(l, Some(Learned::Moved { .. })), "{l:?}");
+        let _ = p3;
+    }
+
+    #[test]
+    fn the_nodes_own_address_is_pinned_to_its_port_in_every_mode() {
+        for hub in [false, true] {
+            let mut sw = Switch::new(SwitchConfig {
+                hub,
+                ..SwitchConfig::default()
+            });
+            let tap = sw.add_port(PortConfig {
+                own_macs: vec![C],
+                ..PortConfig::default()
+            });
+            let link = sw.add_port(PortConfig::default());
+            let t = Instant::now();
+            // Before the TAP ever spoke, and after: never from a link.
+            for dt in [0, 1] {
+                let now = t + Duration::from_secs(dt);
+                let (d, _) = send(&mut sw, now, link, MacAddr::BROADCAST, C, Some(7));
+                assert_eq!(
+                    d,
+                    Err(SwitchDrop::PinnedElsewhere { owner: tap }),
+                    "hub {hub}"
+                );
+                assert_eq!(
+                    try_send(&sw, now, link, A, C, None),
+                    Some(Err(SwitchDrop::PinnedElsewhere { owner: tap }))
+                );
+                let (d, _) = send(&mut sw, now, tap, MacAddr::BROADCAST, C, None);
+                assert_eq!(d, Ok(vec![link]));
+            }
+            // Much later (far past ageing), still.
+            let late = t + DEFAULT_AGEING * 3;
+            let (d, _) = send(&mut sw, late, link, MacAddr::BROADCAST, C, None);
+            assert!(matches!(d, Err(SwitchDrop::PinnedElsewhere { .. })));
+            // The TAP's port gone, the address is free.
+            sw.remove_port(tap);
+            let (d, _) = send(&mut sw, late, link, MacAddr::BROADCAST, C, None);
+            assert!(d.is_ok());
+        }
+    }
+
+    #[test]
+    fn a_port_learns_at_most_max_macs_stations() {
+        let mut sw = Switch::default();
+        let limited = sw.add_port(PortConfig {
+            max_macs: Some(2),
+            ..PortConfig::default()
+        });
+        let other = sw.add_port(PortConfig::default());
+        let t = Instant::now();
+        let mac = |i: u8| MacAddr([2, 0, 0, 0, 1, i]);
+        for i in 0..2 {
+            let (d, _) = send(&mut sw, t, limited, MacAddr::BROADCAST, mac(i), None);
+            assert!(d.is_ok());
+        }
+        let (d, l) = send(&mut sw, t, limited, MacAddr::BROADCAST, mac(2), None);
+        assert_eq!((d, l), (Err(SwitchDrop::MacLimit), None));
+        assert_eq!(
+            try_send(&sw, t, limited, B, mac(3), None),
+            Some(Err(SwitchDrop::MacLimit))
+        );
+        // Known stations still pass; an aged-out one frees its place.
+        let (d, _) = send(&mut sw, t, limited, B, mac(1), None);
+        assert!(d.is_ok());
+        let later = t + DEFAULT_AGEING / 2;
+        let _ = send(&mut sw, later, limited, B, mac(1), None);
+        let late = t + DEFAULT_AGEING + Duration::from_secs(1);
+        sw.expire(late);
+        assert_eq!(sw.port_macs(limited), 1);
+        let (d, _) = send(&mut sw, late, limited, MacAddr::BROADCAST, mac(2), None);
+        assert!(d.is_ok());
+        assert_eq!(sw.port_macs(limited), 2);
+        // Other ports are not limited.
+        for i in 10..20 {
+            let _ = send(&mut sw, late, other, MacAddr::BROADCAST, mac(i), None);
+        }
+        assert_eq!(sw.port_macs(other), 10);
     }
 
     #[test]
@@ -766,7 +1032,8 @@ mod tests {
         );
         assert_eq!(sw.fdb_len(), 2);
         // C is unknown: frames to it flood.
-        let (d, _) = send(&mut sw, t, p2, C, A, None);
+        let d_mac = MacAddr([0x02, 0, 0, 0, 0, 0x0d]);
+        let (d, _) = send(&mut sw, t, p2, C, d_mac, None);
         assert_eq!(d, Ok(vec![p1]));
         // Once entries age out there is room again.
         let later = t + DEFAULT_AGEING + Duration::from_secs(1);
@@ -834,8 +1101,12 @@ mod tests {
             try_send(&sw, t, p2, B, B, None),
             Some(Err(SwitchDrop::SameSegment))
         );
-        // A move: deferred.
-        assert_eq!(try_send(&sw, t, p3, B, A, None), None);
+        // A move within the guard: refused; after it: deferred.
+        assert_eq!(
+            try_send(&sw, t, p3, B, A, None),
+            Some(Err(SwitchDrop::MoveRefused { owner: p1 }))
+        );
+        assert_eq!(try_send(&sw, t + DEFAULT_MOVE_GUARD, p3, B, A, None), None);
         // Expired: deferred.
         let late = t + DEFAULT_AGEING + Duration::from_secs(1);
         assert_eq!(try_send(&sw, late, p1, B, A, None), None);
@@ -875,8 +1146,8 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever the traffic, the shared path decides as `handle_frame`
-        /// would, and defers exactly when `handle_frame` would learn
-        /// something. Times are whole seconds: a refresh is then never
+        /// would (port security's refusals included), and defers exactly
+        /// when `handle_frame` would learn something. Times are whole seconds: a refresh is then never
         /// skipped, and two switches fed the same frames age alike.
         #[test]
         fn shared_path_agrees_with_handle_frame(
@@ -890,12 +1161,19 @@ mod tests {
                 ageing: Duration::from_secs(30),
                 hub,
                 max_entries: 3,
+                move_guard: Duration::from_secs(5),
             };
             let mut exact = Switch::new(cfg.clone());
             let mut shared = Switch::new(cfg);
             let mut ports = Vec::new();
             for i in 0..3 {
-                let pc = if i == 2 { PortConfig { vlans: VlanSet::only([10]) } } else { PortConfig::default() };
+                // Port 0 is the TAP (station 0 pinned to it), port 1 has a
+                // MAC limit of 2, port 2 carries VLAN 10 only.
+                let pc = match i {
+                    0 => PortConfig { own_macs: vec![MacAddr([2, 0, 0, 0, 0, 1])], ..PortConfig::default() },
+                    1 => PortConfig { max_macs: Some(2), ..PortConfig::default() },
+                    _ => PortConfig { vlans: VlanSet::only([10]), ..PortConfig::default() },
+                };
                 ports.push(exact.add_port(pc.clone()));
                 shared.add_port(pc);
             }

@@ -103,6 +103,7 @@ pub enum TapError {
 /// An open TAP device.
 pub struct Tap {
     name: String,
+    mac: MacAddr,
     mtu: u16,
     fd: Arc<Async<File>>,
     /// Opened with `IFF_VNET_HDR` and offloads on.
@@ -164,6 +165,7 @@ impl Tap {
         if let Some(mac) = mac {
             set_mac(&name, mac).map_err(io_err)?;
         }
+        let mac = get_mac(&name).map_err(io_err)?;
         let mut uso = false;
         if cfg.offload {
             use std::os::fd::AsRawFd;
@@ -179,6 +181,7 @@ impl Tap {
         })?;
         Ok(Tap {
             name,
+            mac,
             mtu: cfg.mtu,
             fd: Arc::new(fd),
             vnet: cfg.offload,
@@ -193,6 +196,12 @@ impl Tap {
 
     pub fn mtu(&self) -> u16 {
         self.mtu
+    }
+
+    /// The device's MAC address (the node pins it to the TAP's port: no
+    /// link may use it as a source, spec/protocol.md §7).
+    pub fn mac(&self) -> MacAddr {
+        self.mac
     }
 
     /// Whether the device hands over super-frames (offloads on).
@@ -255,8 +264,18 @@ fn set_offload(fd: std::os::fd::RawFd) -> io::Result<bool> {
     Err(io::Error::last_os_error())
 }
 
+/// A device's MAC address (SIOCGIFHWADDR).
+fn get_mac(name: &str) -> io::Result<MacAddr> {
+    hwaddr(name, None)
+}
+
 /// Sets a device's MAC address (SIOCSIFHWADDR).
 fn set_mac(name: &str, mac: MacAddr) -> io::Result<()> {
+    hwaddr(name, Some(mac)).map(|_| ())
+}
+
+/// Reads, or sets, a device's hardware address.
+fn hwaddr(name: &str, set: Option<MacAddr>) -> io::Result<MacAddr> {
     // SAFETY: a plain socket for ioctls; closed by OwnedFd on return.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
@@ -276,19 +295,32 @@ fn set_mac(name: &str, mac: MacAddr) -> io::Result<()> {
     for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: writing the hwaddr member of the union we then pass to the ioctl.
-    unsafe {
-        req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
-        for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
-            *d = s as libc::c_char;
+    let op = match set {
+        Some(mac) => {
+            // SAFETY: writing the hwaddr member of the union we then pass
+            // to the ioctl.
+            unsafe {
+                req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+                for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
+                    *d = s as libc::c_char;
+                }
+            }
+            libc::SIOCSIFHWADDR
         }
-    }
+        None => libc::SIOCGIFHWADDR,
+    };
     use std::os::fd::AsRawFd;
-    // SAFETY: valid socket, valid ifreq for SIOCSIFHWADDR.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR, &req) } < 0 {
+    // SAFETY: valid socket, valid ifreq for SIOCSIFHWADDR/SIOCGIFHWADDR.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), op, &mut req) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    let mut mac = [0u8; 6];
+    // SAFETY: the kernel filled (or we set) the hwaddr member.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    for (m, d) in mac.iter_mut().zip(data) {
+        *m = d as u8;
+    }
+    Ok(MacAddr(mac))
 }
 
 /// A MAC address that stays the same when the node restarts, so neighbours'

@@ -260,6 +260,27 @@ pub trait Transport: Send + Sync {
         url: &Url,
         params: &LinkParams,
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>>;
+    /// What this transport's listeners do about the server's
+    /// authentication policy (`--htpasswd`). A server with a policy
+    /// refuses to start a listener whose transport answers
+    /// [`Authenticates::No`], naming it: every listener enforces the
+    /// policy or none starts. The default is `No`.
+    fn authenticates(&self) -> Authenticates {
+        Authenticates::No
+    }
+}
+
+/// Whether a transport's listeners check the server's users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Authenticates {
+    /// Every link passed the server's per-user check (ws://, quic://).
+    Users,
+    /// It does not (a transport that knows no users).
+    No,
+    /// Not per user, but every peer proves a shared secret (udp:// with a
+    /// key): allowed beside a per-user policy.
+    SharedKey,
 }
 
 /// Maps URL schemes to transports. Built explicitly:

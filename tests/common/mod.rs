@@ -112,12 +112,19 @@ impl Netns {
             .unwrap_or(false)
     }
 
-    /// Pings until a reply arrives or `within` passes.
+    /// Pings until a reply arrives or `within` passes. An attempt that
+    /// failed quicker than its 1 s wait (no route yet, ping missing) is
+    /// followed by a pause, so a failing path does not fork pings in a
+    /// tight loop and take the CPU from the binary under test.
     pub fn ping_until(&self, addr: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
+            let t = Instant::now();
             if self.ping_once(addr) {
                 return true;
+            }
+            if let Some(rest) = Duration::from_millis(200).checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
             }
         }
         false
@@ -261,14 +268,17 @@ impl Proc {
         self.stdout()[before..].to_string()
     }
 
-    /// Waits for the process to exit by itself; returns its exit code.
+    /// Waits for the process to exit by itself; returns its exit code,
+    /// 128 + the signal for a process killed by one (as a shell says), and
+    /// `None` only while it runs.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
         let c = self.child.as_mut()?;
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(st)) = c.try_wait() {
                 self.child = None;
-                return st.code();
+                return st.code().or_else(|| st.signal().map(|s| 128 + s));
             }
             if Instant::now() >= deadline {
                 return None;
@@ -400,17 +410,24 @@ pub fn start_client(ns: &Netns, url: &str, host: u8) -> Proc {
 }
 
 /// Resident memory of a process, in KiB: (current, peak) from
-/// /proc/PID/status (VmRSS, VmHWM).
+/// /proc/PID/status (VmRSS, VmHWM). Panics when they cannot be read (the
+/// process is gone or a zombie): a bound must never pass on a zero.
 pub fn rss_kib(pid: i32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let field = |name: &str| -> u64 {
         s.lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no {name} for process {pid} (a zombie?):\n{s}"))
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    let (rss, peak) = (field("VmRSS:"), field("VmHWM:"));
+    assert!(
+        rss > 0 && peak >= rss,
+        "process {pid}: VmRSS {rss}, VmHWM {peak}"
+    );
+    (rss, peak)
 }
 
 /// A star: a server namespace joined to `n` client namespaces, each by its

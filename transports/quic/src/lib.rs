@@ -6,23 +6,27 @@
 //! datagram (a 1514-byte frame over a 1500-byte path) are cut into pieces
 //! ([`frag`]; spec/protocol.md §14).
 //!
-//! Certificates, CAs and mutual TLS are the ws transport's options
-//! ([`etherws_ws::tls`]): the same files serve wss:// and quic://.
+//! Certificates, CAs and mutual TLS are the same options as wss://
+//! ([`etherws_tls`]): the same files serve both. Users are checked by the
+//! same [`Gate`] as ws:// (htpasswd, back-off, revocation), in an opening
+//! exchange after the TLS handshake ([`opening`]).
 
 pub mod frag;
 mod link;
+pub mod opening;
 
 use std::net::UdpSocket;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use etherws_auth::{Denied, Gate};
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::FutureExt;
 use etherws_core::helpers::{bad_url, host_port, io_error, timeout};
 use etherws_core::url::Url;
 use etherws_core::{Link, LinkParams, Listener, PendingLink, TransportError};
-use etherws_ws::tls::{self, ClientTlsFiles, ServerTlsFiles};
+use etherws_tls::{self as tls, ClientTlsFiles, ServerTlsFiles};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 /// The port when a quic:// URL names none.
@@ -30,8 +34,9 @@ pub const DEFAULT_PORT: u16 = 8443;
 /// Bytes of datagrams quinn queues each way (then it drops the oldest).
 const SEND_BUFFER: usize = 2 << 20;
 
-/// The ALPN protocol both ends must speak.
-pub const ALPN: &[u8] = b"etherws.v1";
+/// The ALPN protocol both ends must speak: v2 has the opening exchange
+/// (spec/protocol.md §14.1); a v1 peer fails the TLS handshake.
+pub const ALPN: &[u8] = b"etherws.v2";
 
 /// QUIC's congestion controller (quinn's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,7 +63,7 @@ impl std::str::FromStr for Congestion {
 }
 
 /// Settings of the quic transport besides the node's [`LinkParams`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct QuicConfig {
     /// Certificate and key (and client CA) to listen with; required to
     /// listen.
@@ -69,6 +74,23 @@ pub struct QuicConfig {
     /// Most connections a listener keeps at once (0: no limit); more are
     /// refused.
     pub max_peers: usize,
+    /// Who may make a link (the server's; shared with its ws listeners).
+    pub gate: Arc<Gate>,
+    /// The client's user and password, sent in the opening exchange.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for QuicConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicConfig")
+            .field("server", &self.server)
+            .field("client", &self.client)
+            .field("congestion", &self.congestion)
+            .field("max_peers", &self.max_peers)
+            .field("gate", &self.gate)
+            .field("credentials", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
 }
 
 /// What the transport dropped.
@@ -193,7 +215,49 @@ async fn connect(
         .connect_with(client, addr, &name)
         .map_err(|e| TransportError::Handshake(e.to_string()))?;
     let conn = connecting.await.map_err(|e| connection_error(&url, e))?;
-    Ok(link::make(conn, endpoint, true, &params, stats))
+    open(&conn, &cfg, &url).await?;
+    Ok(link::make(conn, endpoint, true, &params, stats, None))
+}
+
+/// The client's side of the opening exchange: credentials out, the
+/// server's welcome (or its refusal, as the connection's close) in.
+async fn open(conn: &quinn::Connection, cfg: &QuicConfig, url: &Url) -> Result<(), TransportError> {
+    let creds = cfg
+        .credentials
+        .as_ref()
+        .map(|(u, p)| (u.as_str(), p.as_str()));
+    let msg = opening::encode(creds).map_err(|e| bad_url(url, &e))?;
+    let refused = |e: quinn::ConnectionError| match e {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let code = c.error_code.into_inner();
+            let why = String::from_utf8_lossy(&c.reason).into_owned();
+            let hint = match code {
+                401 if cfg.credentials.is_some() => ": wrong user or password",
+                401 => ": the server requires a user and password (--user)",
+                429 => ": too many failed logins from this address; wait and retry",
+                _ => "",
+            };
+            TransportError::Rejected(format!("QUIC {code} {why}{hint}"))
+        }
+        other => connection_error(url, other),
+    };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(refused)?;
+    let lost = |what: &str, e: String| TransportError::Handshake(format!("{what}: {e}"));
+    send.write_all(&msg).await.map_err(|e| match e {
+        quinn::WriteError::ConnectionLost(c) => refused(c),
+        e => lost("sending the opening", e.to_string()),
+    })?;
+    let _ = send.finish();
+    let answer = recv.read_to_end(16).await.map_err(|e| match e {
+        quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(c)) => refused(c),
+        e => lost("reading the server's answer", e.to_string()),
+    })?;
+    if answer != [opening::WELCOME] {
+        return Err(TransportError::Handshake(format!(
+            "{url}: the server's answer to the opening is not a welcome ({answer:?})"
+        )));
+    }
+    Ok(())
 }
 
 fn connection_error(url: &Url, e: quinn::ConnectionError) -> TransportError {
@@ -240,6 +304,10 @@ impl etherws_core::Transport for Quic {
         let r = listen(&self.cfg, self.stats.clone(), url, params);
         async move { r }.boxed()
     }
+
+    fn authenticates(&self) -> etherws_core::Authenticates {
+        etherws_core::Authenticates::Users
+    }
 }
 
 fn listen(
@@ -273,6 +341,7 @@ fn listen(
         params: params.clone(),
         stats,
         max_peers: cfg.max_peers,
+        gate: cfg.gate.clone(),
     }))
 }
 
@@ -281,7 +350,57 @@ struct QuicListener {
     params: LinkParams,
     stats: Arc<QuicStats>,
     max_peers: usize,
+    gate: Arc<Gate>,
 }
+
+/// The server's side of the opening exchange: reads the client's
+/// credentials, asks the gate, and welcomes the client or closes the
+/// connection with the reason (spec/protocol.md §14.1). The user, if any.
+async fn welcome(
+    conn: &quinn::Connection,
+    gate: &Arc<Gate>,
+    from: std::net::SocketAddr,
+) -> Result<Option<String>, TransportError> {
+    let refuse = |code: u32, why: String| {
+        conn.close(VarInt::from_u32(code), why.as_bytes());
+        let status = match code {
+            opening::code::UNAUTHORIZED => "401 Unauthorized",
+            opening::code::THROTTLED => "429 Too Many Requests",
+            _ => "400 Bad Request",
+        };
+        TransportError::Refused(format!("{from}: QUIC {status} ({why})"))
+    };
+    let (mut send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| TransportError::Refused(format!("{from}: QUIC opening: {e}")))?;
+    let msg = match recv.read_to_end(opening::MAX_OPENING).await {
+        Ok(m) => m,
+        Err(quinn::ReadToEndError::TooLong) => {
+            return Err(refuse(opening::code::MALFORMED, "opening too long".into()))
+        }
+        Err(e) => {
+            return Err(TransportError::Refused(format!(
+                "{from}: QUIC opening: {e}"
+            )))
+        }
+    };
+    let creds =
+        opening::decode(&msg).map_err(|why| refuse(opening::code::MALFORMED, why.to_string()))?;
+    let user = gate.check(from.ip(), creds).await.map_err(|d| {
+        let code = match d {
+            Denied::Throttled => opening::code::THROTTLED,
+            _ => opening::code::UNAUTHORIZED,
+        };
+        refuse(code, d.detail())
+    })?;
+    let ok = send.write_all(&[opening::WELCOME]).await;
+    let _ = send.finish();
+    ok.map_err(|e| TransportError::Refused(format!("{from}: QUIC opening: {e}")))?;
+    Ok(user)
+}
+
+use quinn::VarInt;
 
 impl Listener for QuicListener {
     fn accept(&mut self) -> BoxFuture<'_, Result<PendingLink, TransportError>> {
@@ -304,12 +423,19 @@ impl Listener for QuicListener {
             }
             let (params, stats) = (self.params.clone(), self.stats.clone());
             let endpoint = self.endpoint.clone();
+            let gate = self.gate.clone();
             let t = params.handshake_timeout;
             let pending = async move {
                 let conn = incoming
                     .await
                     .map_err(|e| TransportError::Refused(format!("{from}: QUIC handshake: {e}")))?;
-                Ok(link::make(conn, endpoint, false, &params, stats))
+                let user = welcome(&conn, &gate, from).await?;
+                let session = user.as_ref().map(|_| link::Session(conn.clone()));
+                let link = link::make(conn, endpoint, false, &params, stats, user.clone());
+                if let (Some(u), Some(s)) = (user, session) {
+                    gate.register(u, Box::new(s));
+                }
+                Ok(link)
             };
             Ok(timeout(t, format!("QUIC handshake from {from}"), pending).boxed() as PendingLink)
         }

@@ -27,10 +27,15 @@ pub(crate) fn make(
     client: bool,
     params: &LinkParams,
     stats: Arc<QuicStats>,
+    user: Option<String>,
 ) -> Link {
+    let remote = match user {
+        Some(u) => format!("{u}@{}", conn.remote_address()),
+        None => conn.remote_address().to_string(),
+    };
     let peer = PeerInfo {
         scheme: "quic",
-        remote: conn.remote_address().to_string(),
+        remote,
     };
     let rx = QuicRx {
         conn: conn.clone(),
@@ -51,6 +56,24 @@ pub(crate) fn make(
         closing: None,
     };
     Link::new(Box::pin(rx), Box::pin(tx), peer)
+}
+
+/// An authenticated user's connection, for the gate: a removed user's
+/// link is closed with code 1008 (as ws://'s).
+pub(crate) struct Session(pub Connection);
+
+impl etherws_auth::Revocable for Session {
+    fn is_alive(&self) -> bool {
+        self.0.close_reason().is_none()
+    }
+    fn revoke(&self) -> bool {
+        let alive = self.is_alive();
+        self.0.close(
+            VarInt::from_u32(crate::opening::code::REVOKED),
+            b"credentials revoked",
+        );
+        alive
+    }
 }
 
 struct QuicRx {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use etherws_core::conformance::{self, Setup, SlowReader};
 use etherws_quic::{Quic, QuicConfig};
-use etherws_ws::testing::{write, Ca, KeyKind};
-use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles};
+use etherws_tls::testing::{write, Ca, KeyKind};
+use etherws_tls::{ClientTlsFiles, ServerTlsFiles};
 
 #[test]
 fn quic_conforms() {

@@ -63,6 +63,7 @@ async fn hello(
         0
     };
     let mut counter = 1u64;
+    let mut cookie = [0u8; 16];
     let mut out = Vec::new();
     let mut buf = vec![0u8; 2048];
     let failed = |what: &str, e| TransportError::Io {
@@ -77,7 +78,7 @@ async fn hello(
             kind::HELLO,
             0,
             key,
-            &wire::hello(nonce, params.max_frame as u32, options),
+            &wire::hello(nonce, params.max_frame as u32, options, cookie),
         );
         sock.send(&out)
             .await
@@ -93,6 +94,17 @@ async fn hello(
             let Ok(d) = wire::decode(&buf[..n], cfg.psk.as_ref()) else {
                 continue;
             };
+            if d.kind == kind::COOKIE {
+                // The server checks that we receive at our address: say
+                // HELLO again at once, with its cookie.
+                match wire::parse_cookie(d.payload) {
+                    Some((echo, c)) if echo == nonce && c != cookie => {
+                        cookie = c;
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
             let Some((echo, their_max, granted)) = wire::parse_welcome(d.payload) else {
                 continue;
             };
@@ -121,6 +133,7 @@ async fn hello(
                 closed: AtomicBool::new(false),
                 vnet: options & granted & wire::OPT_VNET != 0,
                 queued: AtomicUsize::new(0),
+                queued_frames: AtomicUsize::new(0),
             });
             let vnet = sh.vnet;
             if options & wire::OPT_VNET != 0 && !vnet {

@@ -41,6 +41,11 @@ pub use wire::Key;
 /// The port when a udp:// URL names none.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// Sessions one IP address may hold unless told otherwise: an address
+/// that proved it is reachable (the cookie) still cannot take every slot
+/// from its many source ports.
+pub const DEFAULT_MAX_PER_IP: usize = 64;
+
 /// Settings of the udp transport besides the node's [`LinkParams`].
 #[derive(Clone, Debug)]
 pub struct UdpConfig {
@@ -49,6 +54,9 @@ pub struct UdpConfig {
     /// Most clients a listener serves at once (0: no limit); more HELLOs
     /// are ignored.
     pub max_peers: usize,
+    /// Most sessions from one IP address (0: no limit); more HELLOs from
+    /// it are ignored.
+    pub max_peers_per_ip: usize,
     /// Datagrams queued per client toward the node before new ones drop.
     pub rx_queue: usize,
     /// Offer (client) or grant (server) offload: super-frames of up to
@@ -64,6 +72,7 @@ impl Default for UdpConfig {
         UdpConfig {
             psk: None,
             max_peers: 4096,
+            max_peers_per_ip: DEFAULT_MAX_PER_IP,
             rx_queue: 1024,
             offload: false,
         }
@@ -86,6 +95,9 @@ pub struct UdpStats {
     /// Datagrams the kernel refused to send (e.g. the peer's port was
     /// closed: ICMP port unreachable).
     pub send_errors: AtomicU64,
+    /// HELLOs without a valid cookie, answered with one (a spoofed
+    /// source never gets further).
+    pub cookies: AtomicU64,
     /// One limit on the warnings of all links (20 per 10 s).
     log: LogLimiter,
 }
@@ -100,6 +112,7 @@ impl Default for UdpStats {
             oversize: zero(),
             queue_full: zero(),
             send_errors: zero(),
+            cookies: zero(),
             log: LogLimiter::new(20, Duration::from_secs(10)),
         }
     }
@@ -115,7 +128,7 @@ impl UdpStats {
     }
 
     /// (name, counter) pairs, for reports.
-    pub fn counters(&self) -> [(&'static str, &AtomicU64); 6] {
+    pub fn counters(&self) -> [(&'static str, &AtomicU64); 7] {
         [
             ("udp stray datagrams", &self.stray),
             ("udp unauthenticated datagrams", &self.unauthenticated),
@@ -123,6 +136,10 @@ impl UdpStats {
             ("udp frames too large to send", &self.oversize),
             ("udp frames dropped (receive queue full)", &self.queue_full),
             ("udp send errors", &self.send_errors),
+            (
+                "udp cookies sent (HELLOs without a valid cookie)",
+                &self.cookies,
+            ),
         ]
     }
 }
@@ -173,6 +190,15 @@ impl Transport for Udp {
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
         let r = server::listen(self.cfg.clone(), self.stats.clone(), url, params.clone());
         async move { r.map(|l| Box::new(l) as Box<dyn Listener>) }.boxed()
+    }
+
+    /// No per-user identity: with a key, every peer proves it holds it.
+    fn authenticates(&self) -> etherws_core::Authenticates {
+        if self.cfg.psk.is_some() {
+            etherws_core::Authenticates::SharedKey
+        } else {
+            etherws_core::Authenticates::No
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// Server: bytes of frames queued toward the node (bounded by the
     /// receive thread at [`RX_QUEUE_BYTES`]).
     pub queued: AtomicUsize,
+    /// Server: frames (and errors) queued toward the node (bounded by
+    /// the receive thread at `UdpConfig::rx_queue`).
+    pub queued_frames: AtomicUsize,
 }
 
 /// Bytes of frames a server queues per client toward the node.
@@ -498,6 +501,7 @@ impl Stream for ServerRx {
                 if let Ok(f) = &item {
                     this.sh.queued.fetch_sub(f.len(), Relaxed);
                 }
+                this.sh.queued_frames.fetch_sub(1, Relaxed);
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {

@@ -37,14 +37,19 @@ pub mod kind {
     pub const PING: u8 = 0x14;
     pub const PONG: u8 = 0x15;
     pub const CLOSE: u8 = 0x16;
+    pub const COOKIE: u8 = 0x17;
 }
 
 /// Flag: counter and tag present.
 pub const AUTH: u8 = 1;
 
 /// HELLO payload: nonce (16), unix time in seconds (8), max frame (4),
-/// options (1).
-pub const HELLO_LEN: usize = 29;
+/// options (1), cookie (16: zero until the server sent one).
+pub const HELLO_LEN: usize = 45;
+/// COOKIE payload: the HELLO's nonce (16), the cookie (16). Smaller than
+/// the HELLO it answers: a spoofed HELLO reflects no more bytes than it
+/// cost.
+pub const COOKIE_LEN: usize = 32;
 /// WELCOME payload: the HELLO's nonce (16), max frame (4), options (1).
 pub const WELCOME_LEN: usize = 21;
 /// Option: FRAME payloads start with a 10-byte virtio-net header (offered
@@ -132,7 +137,7 @@ pub fn encode_parts(
 
 /// Parses and (with a key) authenticates a datagram.
 pub fn decode<'a>(d: &'a [u8], key: Option<&Key>) -> Result<Datagram<'a>, Reject> {
-    if d.len() < HEADER || d[0] >> 4 != 1 || !(kind::HELLO..=kind::CLOSE).contains(&d[0]) {
+    if d.len() < HEADER || d[0] >> 4 != 1 || !(kind::HELLO..=kind::COOKIE).contains(&d[0]) {
         return Err(Reject::Malformed);
     }
     if d[1] & !AUTH != 0 || d[2] != 0 || d[3] != 0 {
@@ -167,13 +172,89 @@ pub fn decode<'a>(d: &'a [u8], key: Option<&Key>) -> Result<Datagram<'a>, Reject
 }
 
 /// HELLO's payload.
-pub fn hello(nonce: [u8; 16], max_frame: u32, options: u8) -> [u8; HELLO_LEN] {
+pub fn hello(nonce: [u8; 16], max_frame: u32, options: u8, cookie: [u8; 16]) -> [u8; HELLO_LEN] {
     let mut p = [0u8; HELLO_LEN];
     p[..16].copy_from_slice(&nonce);
     p[16..24].copy_from_slice(&unix_now().to_be_bytes());
     p[24..28].copy_from_slice(&max_frame.to_be_bytes());
     p[28] = options;
+    p[29..].copy_from_slice(&cookie);
     p
+}
+
+/// COOKIE's payload.
+pub fn cookie(nonce: [u8; 16], cookie: [u8; 16]) -> [u8; COOKIE_LEN] {
+    let mut p = [0u8; COOKIE_LEN];
+    p[..16].copy_from_slice(&nonce);
+    p[16..].copy_from_slice(&cookie);
+    p
+}
+
+/// (nonce, cookie) of a COOKIE.
+pub fn parse_cookie(p: &[u8]) -> Option<([u8; 16], [u8; 16])> {
+    (p.len() == COOKIE_LEN).then(|| (p[..16].try_into().unwrap(), p[16..].try_into().unwrap()))
+}
+
+/// Stateless return-routability check (spec/protocol.md §13.2): a cookie
+/// is the first 16 bytes of HMAC-SHA256(secret of the period, the
+/// client's address and port, the HELLO's nonce), so only a client that
+/// receives datagrams at its source address can echo it, and the server
+/// keeps nothing per HELLO. The secret is derived from a random key per
+/// listener and the period number (2 minutes); the current and the
+/// previous period's cookies are accepted.
+pub struct CookieJar {
+    key: hmac::Key,
+}
+
+/// How long a cookie's period lasts, in seconds.
+pub const COOKIE_PERIOD: u64 = 120;
+
+impl Default for CookieJar {
+    fn default() -> Self {
+        CookieJar::new(&rand::random::<[u8; 32]>())
+    }
+}
+
+impl CookieJar {
+    pub fn new(secret: &[u8]) -> CookieJar {
+        CookieJar {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// The cookie for `from` and `nonce` in period `period`.
+    pub fn make(&self, period: u64, from: std::net::SocketAddr, nonce: &[u8; 16]) -> [u8; 16] {
+        let period_key = hmac::sign(&self.key, &period.to_be_bytes());
+        let k = hmac::Key::new(hmac::HMAC_SHA256, period_key.as_ref());
+        let mut ctx = hmac::Context::with_key(&k);
+        match from.ip() {
+            std::net::IpAddr::V4(a) => ctx.update(&a.octets()),
+            std::net::IpAddr::V6(a) => ctx.update(&a.octets()),
+        }
+        ctx.update(&from.port().to_be_bytes());
+        ctx.update(nonce);
+        ctx.sign().as_ref()[..16].try_into().unwrap()
+    }
+
+    /// The period of unix time `now`.
+    pub fn period(now: u64) -> u64 {
+        now / COOKIE_PERIOD
+    }
+
+    /// Whether `cookie` is the current or the previous period's for
+    /// `from` and `nonce` (constant-time).
+    pub fn valid(
+        &self,
+        now: u64,
+        from: std::net::SocketAddr,
+        nonce: &[u8; 16],
+        cookie: &[u8; 16],
+    ) -> bool {
+        let p = Self::period(now);
+        let cur = self.make(p, from, nonce).ct_eq(cookie);
+        let prev = self.make(p.saturating_sub(1), from, nonce).ct_eq(cookie);
+        bool::from(cur | prev)
+    }
 }
 
 /// A HELLO's contents.
@@ -184,6 +265,8 @@ pub struct Hello {
     pub time: u64,
     pub max_frame: u32,
     pub options: u8,
+    /// The server's cookie echoed (zero in a first HELLO).
+    pub cookie: [u8; 16],
 }
 
 pub fn parse_hello(p: &[u8]) -> Option<Hello> {
@@ -192,6 +275,7 @@ pub fn parse_hello(p: &[u8]) -> Option<Hello> {
         time: u64::from_be_bytes(p[16..24].try_into().unwrap()),
         max_frame: u32::from_be_bytes(p[24..28].try_into().unwrap()),
         options: p[28],
+        cookie: p[29..].try_into().unwrap(),
     })
 }
 
@@ -293,11 +377,36 @@ mod tests {
             &b""[..],
             b"\x13\0\0\0\0\0\0",
             b"\x23\0\0\0\0\0\0\0",
-            b"\x17\0\0\0\0\0\0\0",
+            b"\x18\0\0\0\0\0\0\0",
             b"\x13\x02\0\0\0\0\0\0",
             b"GET / HTTP/1.1\r\n",
         ] {
             assert_eq!(decode(d, None), Err(Reject::Malformed), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_bound_to_address_nonce_and_period() {
+        let jar = CookieJar::new(b"0123456789abcdef0123456789abcdef");
+        let a: std::net::SocketAddr = "198.18.0.2:4000".parse().unwrap();
+        let b: std::net::SocketAddr = "198.18.0.2:4001".parse().unwrap();
+        let n = [7u8; 16];
+        let now = 1_000_000;
+        let c = jar.make(CookieJar::period(now), a, &n);
+        assert!(jar.valid(now, a, &n, &c));
+        assert!(
+            jar.valid(now + COOKIE_PERIOD, a, &n, &c),
+            "the previous period's"
+        );
+        assert!(!jar.valid(now + 2 * COOKIE_PERIOD, a, &n, &c), "expired");
+        assert!(!jar.valid(now, b, &n, &c), "another port");
+        assert!(!jar.valid(now, a, &[8u8; 16], &c), "another nonce");
+        assert!(!jar.valid(now, a, &n, &[0u8; 16]));
+        let other = CookieJar::new(b"fedcba9876543210fedcba9876543210");
+        assert!(!other.valid(now, a, &n, &c), "another listener's");
+        // A COOKIE is smaller than the HELLO it answers, keyed or not.
+        for keyed in [false, true] {
+            assert!(overhead(keyed) + COOKIE_LEN < overhead(keyed) + HELLO_LEN);
         }
     }
 
@@ -345,6 +454,14 @@ mod tests {
             assert_eq!(to_hex(&out), to_hex(&want), "{line}");
             let d = decode(&want, key.as_ref()).unwrap();
             assert_eq!(d.payload, &payload[..]);
+            match kind {
+                kind::HELLO => {
+                    let h = parse_hello(d.payload).expect("a HELLO");
+                    assert_eq!(h.cookie[0], 0xa0, "{line}");
+                }
+                kind::COOKIE => assert!(parse_cookie(d.payload).is_some(), "{line}"),
+                _ => {}
+            }
             n += 1;
         }
         assert!(n >= 3);

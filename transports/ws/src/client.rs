@@ -144,6 +144,11 @@ async fn upgrade<S: IntoHalves>(
                 "{peer_name} sent an HTTP head longer than {MAX_HEAD} bytes"
             )))
         }
+        Err(HeadError::Tls) => {
+            return Err(TransportError::Handshake(format!(
+                "{peer_name} answered with TLS: it is a wss:// server (use wss://)"
+            )))
+        }
     };
     let vnet = match handshake::parse_response(&head, &key, cfg.offload) {
         Ok(protocol) => protocol.as_deref() == Some(handshake::SUBPROTOCOL_VNET),

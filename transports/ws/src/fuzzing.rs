@@ -32,11 +32,11 @@ pub fn handshake(data: &[u8]) {
 /// text: never panic; a user the parser accepts can be checked.
 pub fn htpasswd(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(users) = crate::auth::parse(std::path::Path::new("fuzz"), &text) {
+    if let Ok(users) = crate::auth::htpasswd::parse(std::path::Path::new("fuzz"), &text) {
         for hash in users.values().take(4) {
             // bcrypt and SHA-crypt are slow by design: only cheap ones here.
             if hash.starts_with("{SHA}") || hash.starts_with("$apr1$") {
-                let _ = crate::auth::verify_hash(hash, "secret");
+                let _ = crate::auth::htpasswd::verify_hash(hash, "secret");
             }
         }
     }

@@ -224,6 +224,15 @@ pub fn parse_request(head: &[u8], path: &str) -> Result<UpgradeRequest, Refusal>
             "malformed Sec-WebSocket-Key",
         ));
     }
+    if get("authorization").len() > 1 {
+        // Which one would count? A proxy may have added one: refuse,
+        // rather than pick.
+        return Err(Refusal::new(
+            400,
+            "Bad Request",
+            "more than one Authorization header",
+        ));
+    }
     let protocols: Vec<String> = get("sec-websocket-protocol")
         .iter()
         .flat_map(|v| v.split(','))

@@ -9,14 +9,14 @@
 //! answered here and never reach the node.
 //!
 //! Modules: [`codec`] (framing, sans-IO), [`handshake`] (the HTTP upgrade),
-//! [`tls`] (rustls), [`auth`] (htpasswd, back-off), [`proxy`] (HTTP
-//! CONNECT), `link` (a connection's two halves as a [`Link`], keepalive),
-//! `server` and `client` (the two sides' connection setup).
+//! [`proxy`] (HTTP CONNECT), `link` (a connection's two halves as a
+//! [`Link`], keepalive), `server` and `client` (the two sides' connection
+//! setup). TLS is `etherws-tls`'s ([`tls`]) and authentication
+//! `etherws-auth`'s ([`auth`]): quic:// shares both.
 //!
 //! [`LinkError::NotAFrame`]: etherws_core::LinkError::NotAFrame
 //! [`LinkError::Oversize`]: etherws_core::LinkError::Oversize
 
-pub mod auth;
 mod client;
 pub mod codec;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -26,11 +26,8 @@ mod link;
 pub mod proxy;
 mod server;
 mod stream;
-#[cfg(feature = "testing")]
-pub mod testing;
-pub mod tls;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etherws_core::{Link, LinkParams, Listener, PeerInfo, Transport, TransportError};
@@ -38,13 +35,15 @@ use futures::future::BoxFuture;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use url::Url;
 
-use crate::auth::Htpasswd;
 pub use crate::codec::Role;
 use crate::handshake::{Refusal, MAX_HEAD};
 pub use crate::link::{LinkHandle, READ_BUF, WRITE_HIGH};
 use crate::proxy::Proxy;
 use crate::tls::{TlsClient, TlsServer};
+pub use etherws_auth as auth;
+use etherws_auth::Gate;
 pub use etherws_core::Keepalive;
+pub use etherws_tls as tls;
 
 /// Headroom above the largest frame before a message is refused outright:
 /// the link is closed with code 1009. Messages between the frame limit and
@@ -90,8 +89,9 @@ pub struct ClientConfig {
 pub struct ServerConfig {
     /// TLS, required to listen on `wss://`.
     pub tls: Option<Arc<TlsServer>>,
-    /// Require HTTP Basic authentication against this file.
-    pub htpasswd: Option<Arc<Htpasswd>>,
+    /// Who may make a link (HTTP Basic against an htpasswd file, or
+    /// open); shared with the server's other listeners.
+    pub gate: Arc<Gate>,
     /// If not empty, a request with an `Origin` header must name one of
     /// these (browsers send it; other clients do not).
     pub origins: Vec<String>,
@@ -113,7 +113,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             tls: None,
-            htpasswd: None,
+            gate: Arc::new(Gate::open()),
             origins: Vec::new(),
             trust_proxy: false,
             max_clients: 4096,
@@ -190,42 +190,10 @@ impl WsConfig {
     }
 }
 
-/// Links authenticated as a user, for closing them when the user goes.
-#[derive(Default)]
-pub(crate) struct UserLinks(Mutex<Vec<(String, LinkHandle)>>);
-
-impl UserLinks {
-    pub(crate) fn add(&self, user: String, h: LinkHandle) {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        v.retain(|(_, h)| h.is_alive());
-        v.push((user, h));
-    }
-
-    /// Closes (1008) the links of users `still` does not accept.
-    fn revoke(&self, still: impl Fn(&str) -> bool) -> usize {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        v.retain(|(user, h)| {
-            if !h.is_alive() {
-                return false;
-            }
-            if still(user) {
-                return true;
-            }
-            if h.close_with(codec::close::POLICY) {
-                n += 1;
-            }
-            false
-        });
-        n
-    }
-}
-
 /// The `ws://` and `wss://` transport. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct Ws {
     cfg: Arc<WsConfig>,
-    users: Arc<UserLinks>,
 }
 
 impl std::fmt::Debug for Ws {
@@ -242,20 +210,17 @@ impl Default for Ws {
 
 impl Ws {
     pub fn new(cfg: WsConfig) -> Self {
-        Ws {
-            cfg: Arc::new(cfg),
-            users: Arc::default(),
-        }
+        Ws { cfg: Arc::new(cfg) }
     }
 
     pub fn config(&self) -> &WsConfig {
         &self.cfg
     }
 
-    /// Re-reads certificate, key and htpasswd files (SIGHUP). Established
-    /// links keep their TLS sessions; links of users no longer in the
-    /// htpasswd file are closed with 1008. Returns one line per thing
-    /// reloaded, and the errors (the old configuration stays on error).
+    /// Re-reads certificate and key files (SIGHUP). Established links keep
+    /// their TLS sessions. Returns one line per thing reloaded, and the
+    /// errors (the old configuration stays on error). The htpasswd file
+    /// is the [`Gate`]'s to reload.
     pub fn reload(&self) -> (Vec<String>, Vec<String>) {
         let (mut done, mut failed) = (Vec::new(), Vec::new());
         if let Some(t) = &self.cfg.server.tls {
@@ -268,18 +233,6 @@ impl Ws {
             match t.reload() {
                 Ok(()) => done.push("client TLS files reloaded".into()),
                 Err(e) => failed.push(format!("client TLS files not reloaded: {e}")),
-            }
-        }
-        if let Some(h) = &self.cfg.server.htpasswd {
-            match h.reload() {
-                Ok(n) => {
-                    let gone = self.users.revoke(|u| h.contains(u));
-                    done.push(format!(
-                        "htpasswd {} reloaded: {n} users; {gone} links of removed users closed",
-                        h.path().display()
-                    ));
-                }
-                Err(e) => failed.push(format!("htpasswd not reloaded: {e}")),
             }
         }
         (done, failed)
@@ -298,6 +251,9 @@ pub(crate) enum HeadError {
     /// The peer closed before the head was complete.
     Eof,
     TooLong,
+    /// The peer began a TLS handshake (a ClientHello record) where HTTP
+    /// was due: a wss:// client at a plain ws:// listener.
+    Tls,
 }
 
 /// Reads an HTTP head (through the blank line) of at most [`MAX_HEAD`]
@@ -311,6 +267,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         let n = s.read(&mut chunk).await.map_err(HeadError::Io)?;
         if n == 0 {
             return Err(HeadError::Eof);
+        }
+        // A TLS handshake record (type 22, version 3.x) never holds the
+        // blank line a head ends with: say so at once instead of waiting
+        // for the handshake timeout.
+        if buf.is_empty() && chunk[0] == 0x16 && (n < 2 || chunk[1] == 0x03) {
+            return Err(HeadError::Tls);
         }
         // Search only where the terminator can newly appear.
         let from = buf.len().saturating_sub(3);
@@ -387,6 +349,10 @@ impl Transport for Ws {
         params: &LinkParams,
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
         let cfg = Arc::new(self.cfg.with_params(params));
-        server::listen(cfg, self.users.clone(), url.clone()).boxed()
+        server::listen(cfg, url.clone()).boxed()
+    }
+
+    fn authenticates(&self) -> etherws_core::Authenticates {
+        etherws_core::Authenticates::Users
     }
 }

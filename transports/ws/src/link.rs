@@ -128,6 +128,16 @@ impl LinkHandle {
     }
 }
 
+/// A revoked user's link closes with 1008 (policy violation).
+impl etherws_auth::Revocable for LinkHandle {
+    fn is_alive(&self) -> bool {
+        LinkHandle::is_alive(self)
+    }
+    fn revoke(&self) -> bool {
+        self.close_with(close::POLICY)
+    }
+}
+
 /// Builds the link (and a handle on it).
 pub(crate) fn make_link<R, W>(
     read: R,

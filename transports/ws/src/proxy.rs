@@ -140,6 +140,9 @@ where
         crate::HeadError::Io(e) => ProxyError::Io(e),
         crate::HeadError::Eof => ProxyError::Bad("closed before answering".into()),
         crate::HeadError::TooLong => ProxyError::Bad("answer head too long".into()),
+        crate::HeadError::Tls => {
+            ProxyError::Bad("answered with TLS, not HTTP (an https:// proxy?)".into())
+        }
     })?;
     let mut hdrs = [httparse::EMPTY_HEADER; crate::handshake::MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut hdrs);

@@ -6,26 +6,23 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use etherws_core::{Link, Listener, PeerInfo, PendingLink, TransportError};
 use futures::future::BoxFuture;
 use futures::{AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream};
-use smol::Timer;
 use url::Url;
 
-use crate::auth::{basic_credentials, FailureBackoff};
+use crate::auth::{basic_credentials, Denied};
 use crate::handshake::{self, Refusal, UpgradeRequest, MAX_HEAD};
 use crate::link::{self, LinkParams};
 use crate::stream::{tune, IntoHalves};
-use crate::{host_port, io_err, read_head, refuse, tls, HeadError, Role, UserLinks, WsConfig};
+use crate::{host_port, io_err, read_head, refuse, tls, HeadError, Role, WsConfig};
 
 /// Binds `url` (`ws://` or `wss://`, the latter needing a server TLS
 /// configuration).
 pub(crate) async fn listen(
     cfg: Arc<WsConfig>,
-    users: Arc<UserLinks>,
     url: Url,
 ) -> Result<Box<dyn Listener>, TransportError> {
     let (host, port) = host_port(&url)?;
@@ -36,7 +33,7 @@ pub(crate) async fn listen(
             reason: "wss:// needs a certificate and key (--tls-cert, --tls-key)".into(),
         });
     }
-    let tcp = TcpListener::bind((host.as_str(), port))
+    let tcp = bind(&host, port)
         .await
         .map_err(io_err(format!("listening on {host}:{port}")))?;
     let local = tcp
@@ -52,15 +49,44 @@ pub(crate) async fn listen(
         local,
         shared: Arc::new(ServerShared {
             cfg,
-            users,
             scheme,
             path,
-            backoff: FailureBackoff::default(),
             pending: AtomicUsize::new(0),
             pending_by_ip: Mutex::default(),
             clients: Mutex::default(),
         }),
     }))
+}
+
+/// Connections the kernel completes before we accept them: std's 128 is
+/// soon full when a flood arrives, and then everyone's SYN waits for a
+/// retransmission (a second or more).
+const BACKLOG: i32 = 1024;
+
+/// Binds a listener with a backlog of [`BACKLOG`].
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addrs = smol::net::resolve((host, port)).await?;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(a),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.set_reuse_address(true)?;
+        if a.is_ipv6() {
+            let _ = sock.set_only_v6(false);
+        }
+        match sock.bind(&a.into()).and_then(|()| sock.listen(BACKLOG)) {
+            Ok(()) => {
+                let std: std::net::TcpListener = sock.into();
+                std.set_nonblocking(true)?;
+                return TcpListener::try_from(std).map_err(std::io::Error::other);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 struct WsListener {
@@ -72,10 +98,8 @@ struct WsListener {
 /// What every connection's handshake shares.
 struct ServerShared {
     cfg: Arc<WsConfig>,
-    users: Arc<UserLinks>,
     scheme: &'static str,
     path: String,
-    backoff: FailureBackoff,
     /// Connections still in their handshake, and per address.
     pending: AtomicUsize,
     pending_by_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -271,6 +295,16 @@ async fn upgrade<S: IntoHalves>(
                 "{addr} closed the connection before its request was complete"
             )))
         }
+        Err(HeadError::Tls) => {
+            let r = Refusal::new(
+                400,
+                "Bad Request",
+                "this is a plain ws:// listener and the client spoke TLS: use ws:// here, \
+                 or the server's wss:// listener",
+            );
+            refuse(&mut stream, &r).await;
+            return Err(TransportError::Refused(format!("{addr}: {r}")));
+        }
         Err(HeadError::TooLong) => {
             let r = Refusal::new(
                 431,
@@ -330,9 +364,22 @@ async fn upgrade<S: IntoHalves>(
         },
     );
     if let Some(u) = user {
-        shared.users.add(u, handle);
+        shared.cfg.server.gate.register(u, Box::new(handle));
     }
     Ok(link)
+}
+
+/// The HTTP answer to a refused login.
+fn refusal(d: Denied) -> Refusal {
+    match d {
+        Denied::Throttled => {
+            Refusal::new(429, "Too Many Requests", d.detail()).header("Retry-After", "5")
+        }
+        _ => Refusal::new(401, "Unauthorized", d.detail()).header(
+            "WWW-Authenticate",
+            "Basic realm=\"etherws\", charset=\"UTF-8\"",
+        ),
+    }
 }
 
 /// Limits, origin, authentication, subprotocol: the answer's subprotocol,
@@ -354,50 +401,8 @@ async fn admit(
             }
         }
     }
-    let user = match &s.htpasswd {
-        None => None,
-        Some(file) => {
-            let Some(attempt) = shared.backoff.begin(ip, Instant::now()) else {
-                return Err(Refusal::new(
-                    429,
-                    "Too Many Requests",
-                    "failed logins from this address: one attempt at a time",
-                )
-                .header("Retry-After", "5"));
-            };
-            if !attempt.delay.is_zero() {
-                Timer::after(attempt.delay).await;
-            }
-            let creds = req.header("authorization").and_then(basic_credentials);
-            let ok = match &creds {
-                Some((u, p)) => {
-                    // An unknown user is checked against a dummy hash, as
-                    // slowly: the answer's timing does not tell who exists.
-                    let (hash, exists) = file.hash_or_dummy(u);
-                    let p = p.clone();
-                    // bcrypt is slow on purpose: off the executor.
-                    let good = smol::unblock(move || crate::auth::verify_hash(&hash, &p)).await;
-                    good && exists
-                }
-                None => false,
-            };
-            let user = creds.as_ref().map_or("", |(u, _)| u.as_str());
-            if !ok {
-                shared.backoff.failed(ip, user, Instant::now());
-                let why = match &creds {
-                    Some((u, _)) => format!("authentication failed for user {u:?}"),
-                    None => "authentication required".to_string(),
-                };
-                return Err(Refusal::new(401, "Unauthorized", why).header(
-                    "WWW-Authenticate",
-                    "Basic realm=\"etherws\", charset=\"UTF-8\"",
-                ));
-            }
-            shared.backoff.succeeded(ip, user);
-            drop(attempt);
-            creds.map(|(u, _)| u)
-        }
-    };
+    let creds = req.header("authorization").and_then(basic_credentials);
+    let user = s.gate.check(ip, creds).await.map_err(refusal)?;
     let protocol = handshake::select_protocol(&req.protocols, shared.cfg.offload)?;
     let slot = shared.admit(ip)?;
     Ok((protocol, user, slot))

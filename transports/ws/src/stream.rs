@@ -25,14 +25,14 @@ impl IntoHalves for TcpStream {
 
 /// TLS state is one object; its halves share it through a lock held only
 /// for each read or write.
-impl IntoHalves for futures_rustls::client::TlsStream<TcpStream> {
+impl IntoHalves for etherws_tls::futures_rustls::client::TlsStream<TcpStream> {
     fn into_halves(self) -> (BoxRead, BoxWrite) {
         let (r, w) = self.split();
         (Box::new(r), Box::new(w))
     }
 }
 
-impl IntoHalves for futures_rustls::server::TlsStream<TcpStream> {
+impl IntoHalves for etherws_tls::futures_rustls::server::TlsStream<TcpStream> {
     fn into_halves(self) -> (BoxRead, BoxWrite) {
         let (r, w) = self.split();
         (Box::new(r), Box::new(w))

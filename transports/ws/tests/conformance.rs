@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use etherws_core::conformance::{self, Setup};
 use etherws_core::futures::FutureExt;
-use etherws_ws::testing::{write, Ca, KeyKind};
+use etherws_tls::testing::{write, Ca, KeyKind};
 use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
 use etherws_ws::{ClientConfig, ProxyChoice, ServerConfig, Ws, WsConfig};
 

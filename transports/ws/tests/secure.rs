@@ -1,6 +1,6 @@
 //! wss://, mutual TLS, htpasswd authentication, back-off, keepalive,
 //! limits, origin, X-Forwarded-For and HTTP CONNECT, over loopback (no
-//! root). Certificates are made at test time (etherws_ws::testing).
+//! root). Certificates are made at test time (etherws_tls::testing).
 
 mod common;
 
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::{eth, serve, wait, T};
 use etherws_core::{Frame, Link, LinkParams, Node, NodeConfig, Registry, TransportError};
-use etherws_ws::auth::Htpasswd;
+use etherws_tls::testing::{write, Ca, KeyKind};
+use etherws_ws::auth::{Gate, Htpasswd};
 use etherws_ws::proxy::Proxy;
-use etherws_ws::testing::{write, Ca, KeyKind};
 use etherws_ws::tls::{ClientTlsFiles, ServerTlsFiles, TlsClient, TlsServer};
 use etherws_ws::{ClientConfig, Keepalive, ProxyChoice, ServerConfig, Ws, WsConfig};
 use futures::{SinkExt, StreamExt};
@@ -215,17 +215,18 @@ const BCRYPT: &str = "$2y$05$UAfze34JEoG/nQgC2pj1SOOHT4lHMbfTmtCGQZILBBkcIijQAFj
 const SHA: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
 const SHA512: &str = "$6$rglXgNcdUGdkLgt8$btFmiGeEowUyQYSg/h9jsR9cBmzSBJeKZiTtf98OGpay6lZPoLv9RX5e6MItsW2rmXDfbssygQPyqHhGMpJmk/";
 
-fn auth_server(tag: &str, users: &str) -> (String, Node, Ws, PathBuf) {
+fn auth_server(tag: &str, users: &str) -> (String, Node, Arc<Gate>, PathBuf) {
     let path = write(&dir(tag), "htpasswd", users);
+    let gate = Arc::new(Gate::with_htpasswd(Htpasswd::load(&path).unwrap()));
     let ws = Ws::new(WsConfig {
         server: ServerConfig {
-            htpasswd: Some(Arc::new(Htpasswd::load(&path).unwrap())),
+            gate: gate.clone(),
             ..ServerConfig::default()
         },
         ..WsConfig::default()
     });
-    let (addr, node, _) = serve(ws.clone(), "ws://127.0.0.1:0/");
-    (addr, node, ws, path)
+    let (addr, node, _) = serve(ws, "ws://127.0.0.1:0/");
+    (addr, node, gate, path)
 }
 
 fn ws_client(credentials: Option<(&str, &str)>) -> Registry {
@@ -306,25 +307,8 @@ fn repeated_failures_from_one_address_are_slowed_down() {
 }
 
 #[test]
-fn an_unknown_user_costs_a_bcrypt_check_too() {
-    let path = write(
-        &dir("dummy"),
-        "htpasswd",
-        &format!("alice:{BCRYPT}\nbob:{SHA}\n"),
-    );
-    let h = Htpasswd::load(&path).unwrap();
-    let (hash, exists) = h.hash_or_dummy("mallory");
-    assert!(!exists);
-    assert!(hash.starts_with("$2b$05$"), "{hash}");
-    assert!(!etherws_ws::auth::verify_hash(&hash, "secret"));
-    let only_sha = write(&dir("dummy2"), "htpasswd", &format!("bob:{SHA}\n"));
-    let (hash, _) = Htpasswd::load(&only_sha).unwrap().hash_or_dummy("mallory");
-    assert!(hash.starts_with("{SHA}"), "{hash}");
-}
-
-#[test]
 fn a_changed_htpasswd_file_takes_effect_and_removed_users_are_closed_with_1008() {
-    let (addr, node, ws, path) = auth_server("change", &format!("alice:{SHA}\nbob:{SHA}\n"));
+    let (addr, node, gate, path) = auth_server("change", &format!("alice:{SHA}\nbob:{SHA}\n"));
     let url = format!("ws://{addr}/");
     // Alice, connected through a raw client to see the close code.
     let tcp = TcpStream::connect(&addr).unwrap();
@@ -344,15 +328,11 @@ fn a_changed_htpasswd_file_takes_effect_and_removed_users_are_closed_with_1008()
     std::fs::write(&path, format!("alice:{SHA}\nbob:{new_sha}\n")).unwrap();
     assert!(connect(&ws_client(Some(("bob", "secret"))), &url).is_err());
     assert!(connect(&ws_client(Some(("bob", "password"))), &url).is_ok());
-    // Alice is removed: SIGHUP (reload) closes her link with 1008.
+    // Alice is removed: the file's change (which the server looks for
+    // once a second) closes her link with 1008, no SIGHUP needed.
     std::fs::write(&path, format!("bob:{new_sha}\n")).unwrap();
-    let (done, failed) = ws.reload();
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(
-        done.iter()
-            .any(|d| d.contains("1 links of removed users closed")),
-        "{done:?}"
-    );
+    let line = gate.refresh().expect("the change is seen");
+    assert!(line.contains("1 links of removed users closed"), "{line}");
     loop {
         match alice.read() {
             Ok(tungstenite::Message::Close(Some(c))) => {
@@ -471,7 +451,13 @@ fn limits_answer_503_and_a_slowloris_cannot_hold_the_listener() {
     while refused.try_recv().is_ok() {}
     let mut extra = TcpStream::connect(&addr).unwrap();
     extra.set_read_timeout(Some(T)).unwrap();
-    assert_eq!(extra.read(&mut [0u8; 16]).unwrap_or(0), 0, "closed at once");
+    // Closed at once: end of stream (or a reset), never a read timeout.
+    let t = Instant::now();
+    match extra.read(&mut [0u8; 16]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("not closed at once: {other:?} after {:?}", t.elapsed()),
+    }
     let e = smol::block_on(refused.recv()).unwrap().to_string();
     assert!(e.contains("already in their handshake"), "{e}");
     drop(silent);

@@ -1,4 +1,6 @@
-//! TLS for `wss://`: rustls 0.23 (ring) through futures-rustls.
+//! TLS for etherws's transports (`wss://`, `quic://`): rustls 0.23 (ring),
+//! with futures-rustls for streams. Its own crate so that no transport
+//! depends on another for it.
 //!
 //! Server: a certificate chain and key from PEM files, optionally requiring
 //! client certificates signed by a CA (mutual TLS). Client: verifies the
@@ -6,6 +8,9 @@
 //! verification when told to (`--insecure`, for testing). Both re-read their
 //! files on [`TlsServer::reload`] / [`TlsClient::reload`] (SIGHUP): new
 //! connections use the new files, established ones keep theirs.
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -274,6 +279,14 @@ pub fn explain(e: &std::io::Error) -> String {
         Some(rustls::Error::AlertReceived(a)) => {
             format!("the peer refused the TLS handshake (alert {a:?})")
         }
+        Some(rustls::Error::NoCertificatesPresented) => {
+            "the client presented no certificate (--client-ca requires one: --cert, --key)"
+                .to_string()
+        }
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+            "the server did not answer in TLS (is it a plain ws:// listener? then use ws://)"
+                .to_string()
+        }
         Some(other) => format!("TLS error: {other}"),
         None => e.to_string(),
     }
@@ -328,3 +341,6 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// The rustls stream types, at the version this crate uses.
+pub use futures_rustls;
