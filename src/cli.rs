@@ -13,7 +13,7 @@ use url::Url;
 /// its TAP device to the server's segment. Frames travel one per binary
 /// WebSocket message (see spec/protocol.md).
 #[derive(Parser, Debug)]
-#[command(name = "etherws", version, propagate_version = true)]
+#[command(name = "etherws", version = crate::status::VERSION, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -46,6 +46,23 @@ pub enum Command {
     /// spec/protocol.md §12), for `exec:` transports, e.g. over SSH:
     /// logs go to stderr, the report too.
     Stdio(StdioArgs),
+    /// Show the running nodes (or one): their ports, users, addresses,
+    /// counters, RTT, filters (as `wg show` does for WireGuard).
+    Status(StatusArgs),
+    /// Show a running node's forwarding table.
+    Fdb(StatusArgs),
+    /// Act on a running node: kick a port or user, reload, add or remove
+    /// a link.
+    Ctl(CtlArgs),
+    /// Add or change a user's bcrypt entry in an htpasswd file (no
+    /// apache2-utils needed).
+    Passwd(PasswdArgs),
+    /// Check a configuration without starting (as `nginx -t`): `etherws
+    /// check-config FILE` (a file with `role = ...`) or `etherws
+    /// check-config server --config FILE [flags]`. Loads certificates and
+    /// keys, the htpasswd file and the filters, parses URLs and tries to
+    /// bind the listeners; exits 0 when all is well, 1 otherwise.
+    CheckConfig(CheckArgs),
     /// Self-contained demo: a server and two clients in network namespaces
     /// (needs root and iproute2), ping across the tunnel, then clean up.
     Demo(DemoArgs),
@@ -53,6 +70,126 @@ pub enum Command {
     /// root for a raw socket).
     #[command(hide = true)]
     Ping(PingArgs),
+    /// Write the man pages (DIR/man) and shell completions
+    /// (DIR/completions) for packaging.
+    #[command(hide = true)]
+    Assets {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Running as a service: the control socket, metrics and the status page.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServiceArgs {
+    /// Read flags from this TOML file (spec/control.md §6): its keys are
+    /// the long flags (`listen = ["0.0.0.0:443"]`, `tls-cert = "..."`);
+    /// flags given here override the file's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The control socket (for `etherws status`, `fdb`, `ctl`), mode 0600.
+    /// Default: /run/etherws/NAME.sock, NAME being the TAP device's name
+    /// (`etherws` without a TAP).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Run without a control socket.
+    #[arg(long, conflicts_with = "control")]
+    pub no_control: bool,
+    /// Serve Prometheus metrics at /metrics and a live status page at /
+    /// on this address, e.g. 127.0.0.1:9477. Off unless given. Read only
+    /// and without authentication: keep it on loopback or a network you
+    /// trust.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+}
+
+/// Which running node a command talks to.
+#[derive(Args, Debug, Clone)]
+pub struct NodeTarget {
+    /// The node's control socket.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// The node's name (its socket is /run/etherws/NAME.sock). Without
+    /// it or --control: every node running here.
+    #[arg(long, short = 'n', value_name = "NAME")]
+    pub node: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Machine-readable: the node's snapshot as JSON (spec/control.md).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: NodeTarget,
+}
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub target: NodeTarget,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlAction {
+    /// End a port (its number, from `etherws status`) or every link of a
+    /// user. A client kicked this way reconnects unless it was removed
+    /// from the htpasswd file.
+    Kick {
+        #[arg(value_name = "PORT|USER")]
+        target: String,
+    },
+    /// Reload certificates, the htpasswd file and the filters (as SIGHUP).
+    Reload,
+    /// Add or remove a link port.
+    Port {
+        #[command(subcommand)]
+        action: PortAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PortAction {
+    /// Dial another node as a client port (redialled with back-off until
+    /// `port del`), e.g. to join two hubs.
+    Add {
+        #[arg(value_name = "URL", value_parser = parse_url)]
+        url: Url,
+    },
+    /// End a port; a port made by `port add` is not redialled.
+    Del {
+        #[arg(value_name = "PORT")]
+        port: u32,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// FILE, or a command and its flags (`server --config FILE ...`).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswdArgs {
+    /// The htpasswd file (made, mode 0600, if it does not exist).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The user to add or change.
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// Take the password from this file's first line instead of asking
+    /// (or from $ETHERWS_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// bcrypt cost (4-31; each step doubles the time a check takes).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub cost: u32,
+    /// Remove the user instead.
+    #[arg(long, short = 'D')]
+    pub delete: bool,
 }
 
 /// Options for the local TAP device.
@@ -191,6 +328,8 @@ pub struct StdioArgs {
     pub tap: TapArgs,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -258,6 +397,8 @@ pub struct ServerArgs {
     pub tap: TapArgs,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -267,7 +408,7 @@ pub struct ClientArgs {
     /// Give several for
     /// failover: they are tried in order, and while on a later one the
     /// earlier ones are retried every --failback seconds.
-    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    #[arg(value_name = "URL", required = true, num_args = 1.., value_parser = parse_url)]
     pub urls: Vec<Url>,
     /// Trust this CA (PEM) for wss:// instead of the system's roots.
     #[arg(long, value_name = "FILE")]
@@ -322,6 +463,8 @@ pub struct ClientArgs {
     pub tap: TapArgs,
     #[command(flatten)]
     pub switch: SwitchArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +485,34 @@ pub struct PingArgs {
     /// Seconds to keep trying until the first reply arrives.
     #[arg(long, default_value_t = 20)]
     pub wait: u64,
+}
+
+/// Parses a server URL, refusing the slips a URL parser forgives: no
+/// scheme (`host:8080` would be read as scheme `host`), and `ws:/host`
+/// (read as `ws://host/`).
+pub fn parse_url(s: &str) -> Result<Url, String> {
+    let network = ["ws", "wss", "udp", "quic"];
+    match s.split_once(':') {
+        Some((scheme, rest))
+            if network.contains(&scheme.to_ascii_lowercase().as_str())
+                && !rest.starts_with("//") =>
+        {
+            return Err(format!("{s:?}: write {scheme}://HOST..., with two slashes"));
+        }
+        Some((scheme, rest))
+            if scheme.parse::<std::net::IpAddr>().is_ok()
+                || rest
+                    .split('/')
+                    .next()
+                    .is_some_and(|p| p.parse::<u16>().is_ok())
+                || scheme.contains('.') =>
+        {
+            return Err(format!("{s:?} has no scheme: did you mean ws://{s}/ ?"));
+        }
+        None => return Err(format!("{s:?} has no scheme: did you mean ws://{s}/ ?")),
+        _ => {}
+    }
+    Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))
 }
 
 /// Parses `Name: value` (an HTTP header line, without CR or LF).
@@ -395,6 +566,22 @@ mod tests {
         assert!(parse_cidr("198.18.1.1").is_err());
         assert!(parse_cidr("198.18.1.1/33").is_err());
         assert!(parse_cidr("fe80::1/64").is_err());
+    }
+
+    #[test]
+    fn client_urls_refuse_the_usual_slips() {
+        assert!(parse_url("ws://198.18.0.1:8080/").is_ok());
+        assert!(parse_url("unix:/run/x.sock").is_ok());
+        assert!(parse_url("exec:ssh host etherws stdio").is_ok());
+        let e = parse_url("198.18.0.1:8080").unwrap_err();
+        assert!(e.contains("did you mean ws://198.18.0.1:8080/"), "{e}");
+        let e = parse_url("vpn.example.org:443").unwrap_err();
+        assert!(e.contains("did you mean ws://"), "{e}");
+        let e = parse_url("localhost:8080").unwrap_err();
+        assert!(e.contains("no scheme"), "{e}");
+        let e = parse_url("ws:/host").unwrap_err();
+        assert!(e.contains("two slashes"), "{e}");
+        assert!(parse_url("vpn.example.org").is_err());
     }
 
     #[test]

@@ -112,12 +112,24 @@ pub async fn run(
     }
     let params = transports.params.clone();
     let mut wired = build_node(&args.tap, &args.switch)?;
+    wired.role = "client";
+    wired.settings = crate::node::settings(&args.tap, &args.switch, &args.link);
     wired.transports = Some(transports.ws.clone());
     wired.udp = Some(transports.udp.stats().clone());
     wired.quic = Some(transports.quic.stats().clone());
     let node = wired.node.clone();
-    let tap = attach_tap(&ex, &node, &args.tap)?;
+    let (tap, name) = attach_tap(&ex, &node, &args.tap)?;
+    wired.name = name;
     spawn_housekeeping(&ex, &node, &args.switch);
+    let wired = std::sync::Arc::new(wired);
+    crate::service::start(
+        &ex,
+        wired.clone(),
+        registry.clone(),
+        params.clone(),
+        &args.service,
+    )
+    .await?;
 
     let links = {
         let ex = ex.clone();
@@ -231,7 +243,10 @@ pub async fn run(
             Either::Right((Either::Left((r, _)), _)) => r,
             Either::Right((Either::Right((r, _)), _)) => r,
         };
-    report(&wired);
+    crate::service::stopping();
+    if log::log_enabled!(log::Level::Info) {
+        report(&wired);
+    }
     // Every port closes in order (Close sent, the server's awaited, within
     // the grace period); only then is the link loop (now idle, or waiting
     // to redial) dropped.

@@ -151,7 +151,11 @@ impl Demo {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         wait_or_kill(child, Duration::from_secs(10));
-        Ok(std::fs::read_to_string(self.logs.join("server.out")).unwrap_or_default())
+        // The report is the log's last lines, after `report of ...`.
+        let log = std::fs::read_to_string(self.logs.join("server.log")).unwrap_or_default();
+        Ok(log
+            .rfind("report of ")
+            .map_or(String::new(), |i| log[i..].to_string()))
     }
 }
 
@@ -258,6 +262,9 @@ fn run_demo(d: &Demo, pid: u32) -> Result<()> {
             "ethws0",
             "--address",
             &tap_addr(SERVER_TAP),
+            // The demo's nodes share the host's /run: none takes the
+            // default control socket of a real node.
+            "--no-control",
         ],
     )?;
     d.spawn(
@@ -270,6 +277,7 @@ fn run_demo(d: &Demo, pid: u32) -> Result<()> {
             "ethws0",
             "--address",
             &tap_addr(CLIENT_A_TAP),
+            "--no-control",
         ],
     )?;
     d.spawn(
@@ -282,6 +290,7 @@ fn run_demo(d: &Demo, pid: u32) -> Result<()> {
             "ethws0",
             "--address",
             &tap_addr(CLIENT_B_TAP),
+            "--no-control",
         ],
     )?;
 

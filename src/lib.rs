@@ -15,15 +15,22 @@
 //! the transport contract), `etherws-ws` (WebSocket), `etherws-udp`,
 //! `etherws-quic`.
 
+mod check;
 mod cli;
 mod client;
+mod config;
+mod control;
+mod ctl;
 mod demo;
 mod node;
 mod ping;
 mod runtime;
 mod server;
+mod service;
+mod status;
 mod stdio;
 mod transport;
+mod web;
 
 pub use etherws_core::Registry;
 
@@ -42,9 +49,42 @@ fn init_logging(cli: &Cli) {
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_target(false)
-        .init();
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    b.format_target(false);
+    if stderr_is_journal() {
+        // The journal stamps each line itself, and reads its priority
+        // from a `<N>` prefix (sd-daemon(3)).
+        b.format(|buf, r| {
+            use std::io::Write;
+            let prio = match r.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                _ => 7,
+            };
+            writeln!(buf, "<{prio}>{}", r.args())
+        });
+    }
+    b.init();
+}
+
+/// Whether stderr is the journal: `$JOURNAL_STREAM` names its device and
+/// inode (systemd.exec(5)).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(v) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    // SAFETY: fstat on fd 2 into a zeroed struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    let _ = std::fs::metadata("/").map(|m| m.dev());
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
 }
 
 fn real_main(cli: Cli, extra: Registry) -> Result<()> {
@@ -70,9 +110,44 @@ fn real_main(cli: Cli, extra: Registry) -> Result<()> {
                 Box::new(Box::pin(stdio::run(ex, args, signals)))
             })
         }
+        Command::Status(args) => ctl::status(&args),
+        Command::Fdb(args) => ctl::fdb(&args),
+        Command::Ctl(args) => ctl::ctl(&args),
+        Command::Passwd(args) => ctl::passwd(&args),
+        Command::CheckConfig(args) => check::run(&args.args, extra),
         Command::Demo(args) => demo::run(args),
         Command::Ping(args) => ping::run(args),
+        Command::Assets { dir } => assets(&dir),
     }
+}
+
+/// Man pages (`etherws.1`, `etherws-server.1`...) from the CLI's own
+/// help, and bash, zsh and fish completions: what a package installs.
+fn assets(dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let comp = dir.join("completions");
+    for d in [&man, &comp] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot make {}", d.display()))?;
+    }
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man).context("writing the man pages")?;
+    let mut cmd = cmd;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, "etherws", &comp)
+            .with_context(|| format!("writing the {shell} completions"))?;
+    }
+    println!(
+        "man pages in {}, completions in {}",
+        man.display(),
+        comp.display()
+    );
+    Ok(())
 }
 
 /// A panic is a bug; the port it happened in ends (the node catches it
@@ -113,7 +188,16 @@ fn raise_fd_limit() {
 /// offload, handshake timeout, keepalive) and all of the program's
 /// wiring. Returns the process's exit code.
 pub fn main_with(extra: Registry) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::expand(std::env::args_os().collect()) {
+        Ok((args, file)) => {
+            config::remember(file);
+            Cli::parse_from(args)
+        }
+        Err(e) => {
+            eprintln!("etherws: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     init_logging(&cli);
     install_panic_hook();
     raise_fd_limit();

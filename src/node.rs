@@ -30,11 +30,39 @@ pub struct Wired {
     /// The server's authentication policy (reloaded on SIGHUP, counted
     /// in the report).
     pub gate: Option<Arc<etherws_auth::Gate>>,
-    /// Write the report to stderr (stdout carries the link: `stdio`).
-    pub report_to_stderr: bool,
+    /// The server's refused connections, by reason (metrics).
+    pub refused: Option<Arc<crate::server::Refused>>,
+    /// Where a server listens, as logged.
+    pub listeners: Vec<String>,
+    /// The settings it runs with, by flag name (status views).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// `server`, `client` or `stdio`.
+    pub role: &'static str,
+    /// The node's name: its TAP's (or `etherws` without one); names the
+    /// control socket.
+    pub name: String,
+    pub started: std::time::SystemTime,
 }
 
 impl Wired {
+    fn new(node: Node, chains: Vec<Arc<Chain>>) -> Wired {
+        Wired {
+            node,
+            chains,
+            counters: Vec::new(),
+            transports: None,
+            udp: None,
+            quic: None,
+            gate: None,
+            refused: None,
+            listeners: Vec::new(),
+            settings: Default::default(),
+            role: "node",
+            name: "etherws".to_string(),
+            started: std::time::SystemTime::now(),
+        }
+    }
+
     pub fn add_counter(&mut self, name: &'static str, value: Arc<AtomicU64>) {
         self.counters.push((name, value));
     }
@@ -44,16 +72,7 @@ impl Wired {
 pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
     let cfg = node_config(tap, sw);
     if sw.filters.is_empty() && sw.egress_filters.is_empty() {
-        return Ok(Wired {
-            node: Node::new(cfg),
-            chains: Vec::new(),
-            counters: Vec::new(),
-            transports: None,
-            udp: None,
-            quic: None,
-            gate: None,
-            report_to_stderr: false,
-        });
+        return Ok(Wired::new(Node::new(cfg), Vec::new()));
     }
     // One instance of each replicable filter per executor thread: with
     // --threads N > 1 the ports' tasks run on N threads at once.
@@ -65,8 +84,13 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
             .iter()
             .map(|s| FilterSpec::parse(s))
             .collect::<Result<Vec<_>, _>>()?;
-        let c = Chain::load(&host, specs, cfg.max_frame, label)
-            .with_context(|| format!("cannot load the {label} filter chain"))?;
+        let paths: Vec<String> = specs.iter().map(|s| s.path.display().to_string()).collect();
+        let c = Chain::load(&host, specs, cfg.max_frame, label).with_context(|| {
+            format!(
+                "cannot load the {label} filter chain ({})",
+                paths.join(", ")
+            )
+        })?;
         for f in c.filters().iter() {
             log::info!(
                 "{label} filter {} loaded from {}",
@@ -78,16 +102,40 @@ pub fn build_node(tap: &TapArgs, sw: &SwitchArgs) -> Result<Wired> {
     };
     let ingress = chain(&sw.filters, "ingress")?;
     let egress = chain(&sw.egress_filters, "egress")?;
-    Ok(Wired {
-        node: Node::with_filters(cfg, ingress.clone(), egress.clone()),
-        chains: vec![ingress, egress],
-        counters: Vec::new(),
-        transports: None,
-        udp: None,
-        quic: None,
-        gate: None,
-        report_to_stderr: false,
-    })
+    Ok(Wired::new(
+        Node::with_filters(cfg, ingress.clone(), egress.clone()),
+        vec![ingress, egress],
+    ))
+}
+
+/// The settings a node runs with, by flag name, for status views (and so
+/// to compare a node started from a file with one started from flags).
+pub fn settings(
+    tap: &TapArgs,
+    sw: &SwitchArgs,
+    link: &crate::cli::LinkArgs,
+) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put("mtu", tap.mtu.to_string());
+    put("offload", (!tap.no_offload).to_string());
+    put("hub", sw.hub.to_string());
+    put("ageing", sw.ageing.to_string());
+    put("fdb-max", sw.fdb_max.to_string());
+    put("queue", sw.queue.to_string());
+    put("queue-bytes", sw.queue_bytes.to_string());
+    put("storm-limit", sw.storm_limit.to_string());
+    put("move-guard", sw.move_guard.to_string());
+    put("max-macs", sw.max_macs.to_string());
+    put("filter", sw.filters.join(" "));
+    put("egress-filter", sw.egress_filters.join(" "));
+    put("ping-interval", link.ping_interval.to_string());
+    put("ping-timeout", link.ping_timeout.to_string());
+    put("handshake-timeout", link.handshake_timeout.to_string());
+    put("udp-offload", link.udp_offload.to_string());
+    m
 }
 
 pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
@@ -107,7 +155,7 @@ pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
 
 /// Creates the TAP device and attaches it to the node. The returned task
 /// ends only if the device fails, which is fatal for the node.
-pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<PortEnd>> {
+pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<(smol::Task<PortEnd>, String)> {
     let mut cfg = TapConfig {
         name: args.tap.clone(),
         mtu: args.mtu,
@@ -135,9 +183,10 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<smol::Task<Por
         own_macs: vec![tap.mac()],
         ..PortConfig::default()
     };
+    let name = tap.name().to_string();
     let port = node.attach(tap.into_link(), PortKind::Tap, own);
     let ex2 = ex.clone();
-    Ok(ex.spawn(async move { run_port(&ex2, port).await }))
+    Ok((ex.spawn(async move { run_port(&ex2, port).await }), name))
 }
 
 /// How long a detached port may take to send what is queued, its Close,
@@ -236,58 +285,14 @@ pub fn spawn_housekeeping(ex: &Ex, node: &Node, sw: &SwitchArgs) {
     }
 }
 
-/// Prints counters, filters and the forwarding table to stdout (SIGUSR1
-/// and exit).
+/// Writes counters, filters and the forwarding table to stderr, after a
+/// line with the time (SIGUSR1, and at exit unless `-q`): the same
+/// snapshot `etherws status` and the metrics read.
 pub fn report(w: &Wired) {
-    let node = &w.node;
-    let mut out: Box<dyn Write> = if w.report_to_stderr {
-        Box::new(std::io::stderr().lock())
-    } else {
-        Box::new(std::io::stdout().lock())
-    };
-    let _ = writeln!(out, "frames switched: {}", node.frames_switched());
-    for (name, v) in &w.counters {
-        let _ = writeln!(
-            out,
-            "{name}: {}",
-            v.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    let udp = w.udp.iter().flat_map(|u| u.counters());
-    let quic = w.quic.iter().flat_map(|q| q.counters());
-    let auth = w
-        .gate
-        .iter()
-        .filter(|g| g.requires_auth())
-        .flat_map(|g| g.stats().counters());
-    for (name, v) in udp.chain(quic).chain(auth) {
-        let v = v.load(std::sync::atomic::Ordering::Relaxed);
-        if v > 0 {
-            let _ = writeln!(out, "{name}: {v}");
-        }
-    }
-    for p in node.ports() {
-        let _ = writeln!(out, "{p}");
-    }
-    for c in &w.chains {
-        for line in c.report() {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-    let fdb = node.fdb();
-    let _ = writeln!(out, "fdb: {} entries", fdb.len());
-    for r in fdb {
-        let _ = writeln!(
-            out,
-            "fdb vlan {} mac {} port {} age {}s",
-            r.vlan,
-            r.mac,
-            r.port,
-            r.age.as_secs()
-        );
-    }
-    let _ = writeln!(out, "end of report");
-    let _ = out.flush();
+    let text = crate::status::Snapshot::take(w).report();
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
 }
 
 /// Detaches every port so links close cleanly (WebSocket Close frames),
@@ -309,7 +314,9 @@ pub async fn until_stopped(w: &Wired, signals: &async_channel::Receiver<Signal>)
                 return;
             }
             Signal::Report => report(w),
-            Signal::Reload => reload(w).await,
+            Signal::Reload => {
+                reload(w).await;
+            }
         }
     }
 }
@@ -317,38 +324,65 @@ pub async fn until_stopped(w: &Wired, signals: &async_channel::Receiver<Signal>)
 /// SIGHUP: reload every filter chain, each swapped atomically; a chain
 /// that fails to load keeps its old filters. Compiling wasm is slow, so it
 /// runs on a blocking thread, not on the executor.
-async fn reload(w: &Wired) {
+pub async fn reload(w: &Wired) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut say = |ok: bool, line: String| {
+        if ok {
+            log::info!("reload: {line}");
+        } else {
+            log::error!("reload: {line}");
+        }
+        lines.push(line);
+    };
     if let Some(ws) = w.transports.clone() {
         // Reading files and bcrypt-free parsing, but off the executor all
         // the same.
         let (done, failed) = smol::unblock(move || ws.reload()).await;
         for d in done {
-            log::info!("SIGHUP: {d}");
+            say(true, d);
         }
         for f in failed {
-            log::error!("SIGHUP: {f}");
+            say(false, f);
         }
     }
     if let Some(gate) = w.gate.clone() {
         match smol::unblock(move || gate.reload()).await {
-            Some(Ok(line)) => log::info!("SIGHUP: {line}"),
-            Some(Err(e)) => {
-                log::error!("SIGHUP: htpasswd not reloaded, keeping the old users: {e}")
-            }
+            Some(Ok(line)) => say(true, line),
+            Some(Err(e)) => say(
+                false,
+                format!("htpasswd not reloaded, keeping the old users: {e}"),
+            ),
             None => {}
         }
     }
+    if let Some(file) = crate::config::loaded() {
+        let f = file.clone();
+        match smol::unblock(move || crate::config::changed(&f)).await {
+            Ok(keys) if keys.is_empty() => {}
+            Ok(keys) => say(
+                false,
+                format!(
+                    "config {}: {} changed; that takes a restart (certificates, the htpasswd \
+                     file and the filters are reloaded here)",
+                    file.path.display(),
+                    keys.join(", ")
+                ),
+            ),
+            Err(e) => say(false, format!("{e:#}")),
+        }
+    }
     if w.chains.is_empty() {
-        log::info!("SIGHUP: no filters to reload");
+        say(true, "no filters to reload".into());
     }
     for c in &w.chains {
         let chain = c.clone();
         match smol::unblock(move || chain.reload()).await {
-            Ok(n) => log::info!("SIGHUP: {} chain reloaded ({n} filters)", c.label()),
-            Err(e) => log::error!(
-                "SIGHUP: {} chain not reloaded, keeping the old one: {e}",
-                c.label()
+            Ok(n) => say(true, format!("{} chain reloaded ({n} filters)", c.label())),
+            Err(e) => say(
+                false,
+                format!("{} chain not reloaded, keeping the old one: {e}", c.label()),
             ),
         }
     }
+    lines
 }

@@ -21,9 +21,10 @@ use crate::runtime::{Ex, Signal};
 use crate::transport::Transports;
 
 /// Connections that did not become ports (failed handshakes, refusals):
-/// counted, and logged at most 20 lines per 10 s.
-struct Refused {
+/// counted in all and by reason, and logged at most 20 lines per 10 s.
+pub struct Refused {
     total: Arc<AtomicU64>,
+    by_reason: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     log: LogLimiter,
 }
 
@@ -31,20 +32,56 @@ impl Default for Refused {
     fn default() -> Self {
         Refused {
             total: Arc::new(AtomicU64::new(0)),
+            by_reason: std::sync::Mutex::default(),
             log: LogLimiter::new(20, Duration::from_secs(10)),
         }
+    }
+}
+
+/// Why a connection did not become a port, in one word (the metrics'
+/// `reason` label).
+fn reason(e: &TransportError) -> &'static str {
+    let text = e.to_string();
+    let status = |codes: &[&str]| {
+        codes
+            .iter()
+            .any(|c| text.contains(&format!("HTTP {c}")) || text.contains(&format!("QUIC {c}")))
+    };
+    match e {
+        TransportError::Refused(_) if status(&["401"]) => "auth",
+        TransportError::Refused(_) if status(&["429"]) => "throttled",
+        TransportError::Refused(_) if status(&["503"]) || text.contains("--max-") => "limit",
+        TransportError::Refused(_) if text.contains("TLS") => "tls",
+        TransportError::Refused(_) => "protocol",
+        TransportError::Handshake(m) if m.contains("TLS") => "tls",
+        TransportError::Handshake(_) => "handshake",
+        TransportError::Timeout(_) => "timeout",
+        TransportError::Io { .. } => "io",
+        _ => "other",
     }
 }
 
 impl Refused {
     fn note(&self, e: &TransportError) {
         let total = self.total.fetch_add(1, Relaxed) + 1;
+        *self
+            .by_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason(e))
+            .or_insert(0) += 1;
         if let Some(s) = self.log.check(Instant::now()) {
             log::warn!(
                 "connection refused: {e} ({total} in all){}",
                 suppressed_note(s)
             );
         }
+    }
+
+    /// Refusals so far, by reason.
+    pub fn by_reason(&self) -> Vec<(&'static str, u64)> {
+        let m = self.by_reason.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(r, n)| (*r, *n)).collect()
     }
 }
 
@@ -65,19 +102,39 @@ pub fn listen_url(listen: &str, path: &str, tls: bool, schemes: &[&str]) -> Resu
     if !path.starts_with('/') {
         bail!("--path must start with '/': {path:?}");
     }
+    let port_only = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    // `8080` and `:8080`: every IPv4 address.
+    let listen = if port_only(listen) {
+        format!("0.0.0.0:{listen}")
+    } else if listen.strip_prefix(':').is_some_and(port_only) {
+        format!("0.0.0.0{listen}")
+    } else {
+        listen.to_string()
+    };
+    if !listen.starts_with('[') && listen.matches(':').count() > 1 {
+        let (ip, port) = listen.rsplit_once(':').unwrap_or((&listen, ""));
+        bail!("--listen {listen:?}: an IPv6 address needs brackets: [{ip}]:{port}");
+    }
+    // The port must be written out: the URL drops a scheme's default one
+    // (443 for wss, 80 for ws), so look at what was given.
+    let has_port = listen
+        .rsplit_once(':')
+        .is_some_and(|(host, p)| !host.is_empty() && port_only(p) && p.parse::<u16>().is_ok());
+    if !has_port {
+        bail!(
+            "--listen {listen:?} needs a port (ADDR:PORT, e.g. 0.0.0.0:8080, [::]:8080 or :8080)"
+        );
+    }
     let scheme = if tls { "wss" } else { "ws" };
     let url = Url::parse(&format!("{scheme}://{listen}{path}"))
         .with_context(|| format!("bad --listen address {listen:?} (expected ADDR:PORT)"))?;
-    if url.port().is_none() && !listen.ends_with(":80") {
-        bail!("--listen {listen:?} needs a port (ADDR:PORT)");
-    }
     Ok(url)
 }
 
 /// Every listener enforces the server's authentication policy, or the
 /// server does not start: a listener that would let anyone in beside
 /// `--htpasswd` is an open door the operator did not mean.
-fn enforces_policy(url: &Url, a: Authenticates) -> Result<()> {
+pub fn enforces_policy(url: &Url, a: Authenticates) -> Result<()> {
     match a {
         Authenticates::Users | Authenticates::SharedKey => Ok(()),
         _ if url.scheme() == "udp" => bail!(
@@ -119,6 +176,8 @@ pub async fn run(
         }
     }
     let mut wired = build_node(&args.tap, &args.switch)?;
+    wired.role = "server";
+    wired.settings = crate::node::settings(&args.tap, &args.switch, &args.link);
     wired.gate = Some(transports.gate.clone());
     wired.transports = Some(transports.ws.clone());
     wired.udp = Some(transports.udp.stats().clone());
@@ -127,7 +186,9 @@ pub async fn run(
     let tap = if args.no_tap {
         None
     } else {
-        Some(attach_tap(&ex, &node, &args.tap)?)
+        let (task, name) = attach_tap(&ex, &node, &args.tap)?;
+        wired.name = name;
+        Some(task)
     };
     let mut listeners = Vec::new();
     for url in &urls {
@@ -149,6 +210,7 @@ pub async fn run(
                 "learning switch"
             }
         );
+        wired.listeners.push(shown);
         listeners.push(listener);
     }
     spawn_housekeeping(&ex, &node, &args.switch);
@@ -168,6 +230,7 @@ pub async fn run(
 
     let refused = Arc::new(Refused::default());
     wired.add_counter("connections refused", refused.total.clone());
+    wired.refused = Some(refused.clone());
     let accepts: Vec<smol::Task<()>> = listeners
         .into_iter()
         .map(|listener| {
@@ -180,6 +243,15 @@ pub async fn run(
         })
         .collect();
 
+    let wired = Arc::new(wired);
+    crate::service::start(
+        &ex,
+        wired.clone(),
+        registry.clone(),
+        transports.params.clone(),
+        &args.service,
+    )
+    .await?;
     let stopped = until_stopped(&wired, &signals).boxed();
     let result = match tap {
         Some(tap) => match future::select(stopped, tap).await {
@@ -191,7 +263,10 @@ pub async fn run(
             Ok(())
         }
     };
-    report(&wired);
+    crate::service::stopping();
+    if log::log_enabled!(log::Level::Info) {
+        report(&wired);
+    }
     // Stop accepting before closing the ports: clients that reconnect at
     // once must not slip in after the shutdown began.
     for a in accepts {
@@ -280,6 +355,15 @@ mod tests {
         assert_eq!(u("udp://0.0.0.0:9", false).unwrap(), "udp://0.0.0.0:9");
         assert_eq!(u("unix:/run/e.sock", false).unwrap(), "unix:/run/e.sock");
         assert!(u("0.0.0.0", false).is_err());
+        // The scheme's default port is still a port (README's example).
+        assert_eq!(u("0.0.0.0:443", true).unwrap(), "wss://0.0.0.0/x");
+        assert_eq!(u("0.0.0.0:80", false).unwrap(), "ws://0.0.0.0/x");
+        assert_eq!(u("8080", false).unwrap(), "ws://0.0.0.0:8080/x");
+        assert_eq!(u(":8080", false).unwrap(), "ws://0.0.0.0:8080/x");
+        assert_eq!(u("[::1]:8081", false).unwrap(), "ws://[::1]:8081/x");
+        let e = u("::1:8081", false).unwrap_err().to_string();
+        assert!(e.contains("brackets: [::1]:8081"), "{e}");
+        assert!(u("0.0.0.0:99999", false).is_err());
     }
 
     #[test]

@@ -22,9 +22,10 @@ use crate::transport::link_params;
 pub async fn run(ex: Ex, args: StdioArgs, signals: async_channel::Receiver<Signal>) -> Result<()> {
     let params = link_params(&args.link, &args.tap, &args.switch);
     let mut wired = build_node(&args.tap, &args.switch)?;
-    wired.report_to_stderr = true;
+    wired.role = "stdio";
     let node = wired.node.clone();
-    let tap = attach_tap(&ex, &node, &args.tap)?;
+    let (tap, name) = attach_tap(&ex, &node, &args.tap)?;
+    wired.name = name;
     spawn_housekeeping(&ex, &node, &args.switch);
     let mut input = Unblock::new(std::io::stdin());
     // SAFETY: fd 1 is open for the life of the process, and in `stdio`
@@ -48,6 +49,15 @@ pub async fn run(ex: Ex, args: StdioArgs, signals: async_channel::Receiver<Signa
     let port = node.attach(link, PortKind::Link, PortConfig::default());
     let ex2 = ex.clone();
     let mut link_task = ex.spawn(async move { run_port(&ex2, port).await });
+    let wired = std::sync::Arc::new(wired);
+    crate::service::start(
+        &ex,
+        wired.clone(),
+        etherws_core::Registry::new(),
+        params.clone(),
+        &args.service,
+    )
+    .await?;
     let stopped = until_stopped(&wired, &signals).map(|_| Ok(()));
     let tap = tap.map(|end| Err(anyhow::anyhow!("TAP device failed: {end:?}")));
     let result =
@@ -62,7 +72,10 @@ pub async fn run(ex: Ex, args: StdioArgs, signals: async_channel::Receiver<Signa
             },
             Either::Right((Either::Right((r, _)), _)) => r,
         };
-    report(&wired);
+    crate::service::stopping();
+    if log::log_enabled!(log::Level::Info) {
+        report(&wired);
+    }
     shutdown(&node).await;
     drop(link_task);
     result

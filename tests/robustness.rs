@@ -252,6 +252,12 @@ fn hub_mode_floods_unicast_to_every_port() {
         "{}",
         server.log()
     );
+    // C must be a port before its counters are read.
+    assert!(
+        poll(UP, || port_line(&server.report(), "198.18.3.2").is_some()),
+        "C never connected:\n{}",
+        server.log()
+    );
     let c_tx = |report: &str| {
         let line = report
             .lines()
@@ -335,6 +341,8 @@ fn a_hundred_thousand_spoofed_macs_cap_the_table_and_not_the_log() {
         "no fdb summary:\n{}",
         server.log()
     );
+    // Counted before the report, which goes to the same stderr.
+    let (ds, da, db) = (lines(&server) - s0, lines(&a) - a0, lines(&b) - b0);
     let report = server.report();
     let entries: usize = report
         .lines()
@@ -345,7 +353,6 @@ fn a_hundred_thousand_spoofed_macs_cap_the_table_and_not_the_log() {
                 .ok()
         })
         .unwrap();
-    let (ds, da, db) = (lines(&server) - s0, lines(&a) - a0, lines(&b) - b0);
     eprintln!(
         "100k spoofed MACs in {:?}: fdb {entries} entries (cap 20000); log lines added: server {ds}, A {da}, B {db}; ping: {}",
         t.elapsed(),

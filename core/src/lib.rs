@@ -44,6 +44,6 @@ pub use stats::{Counts, DropReason, PortCounters, PortStats};
 pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
 pub use transport::{
     Authenticates, CloseHook, CloseReason, FrameSink, FrameStream, Keepalive, Link, LinkError,
-    LinkParams, Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,
+    LinkParams, LinkProbe, Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,
 };
 pub use wire::{EthernetFrame, MacAddr};

@@ -187,6 +187,11 @@ struct Scratch {
 struct Slot {
     kind: PortKind,
     name: String,
+    peer: crate::transport::PeerInfo,
+    user: Option<String>,
+    since: std::time::SystemTime,
+    offload: bool,
+    probe: Option<Arc<dyn crate::transport::LinkProbe>>,
     out: Arc<Output>,
     /// Dropping this stops the port's reader.
     _stop: async_channel::Sender<()>,
@@ -435,7 +440,10 @@ impl Node {
         });
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         let counters = Arc::new(PortCounters::default());
-        let name = link.peer.to_string();
+        let name = match &link.user {
+            Some(u) => format!("{}://{u}@{}", link.peer.scheme, link.peer.remote),
+            None => link.peer.to_string(),
+        };
         let id = {
             let mut fab = self.fabric_mut();
             let id = fab.switch.add_port(cfg);
@@ -450,6 +458,11 @@ impl Node {
                     Slot {
                         kind,
                         name: name.clone(),
+                        peer: link.peer.clone(),
+                        user: link.user.clone(),
+                        since: std::time::SystemTime::now(),
+                        offload: link.offload,
+                        probe: link.probe.clone(),
                         out: Arc::new(Output {
                             queue: qtx,
                             bound: bound.clone(),
@@ -1047,6 +1060,12 @@ impl Node {
                 kind: s.kind,
                 name: s.name.clone(),
                 counts: s.out.counters.snapshot(),
+                peer: s.peer.clone(),
+                user: s.user.clone(),
+                since: s.since,
+                last_rx: s.out.counters.last_rx(),
+                offload: s.offload,
+                probe: s.probe.clone(),
             })
             .collect();
         v.sort_by_key(|p| p.id);

@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::filter::PortKind;
 use crate::switch::PortId;
@@ -90,14 +90,31 @@ pub struct PortCounters {
     rx_bytes: AtomicU64,
     tx_frames: AtomicU64,
     tx_bytes: AtomicU64,
+    /// When the last frame arrived: ms since the Unix epoch (0: never).
+    last_rx_ms: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
     log_limit: LogLimiter,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl PortCounters {
     pub fn rx(&self, bytes: usize) {
         self.rx_frames.fetch_add(1, Relaxed);
         self.rx_bytes.fetch_add(bytes as u64, Relaxed);
+        self.last_rx_ms.store(unix_ms(SystemTime::now()), Relaxed);
+    }
+
+    /// When the last frame arrived, if one did.
+    pub fn last_rx(&self) -> Option<SystemTime> {
+        match self.last_rx_ms.load(Relaxed) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+        }
     }
 
     pub fn tx(&self, bytes: usize) {
@@ -165,12 +182,35 @@ impl fmt::Display for Counts {
 }
 
 /// A port's identity and counters, as reported by [`crate::Node::ports`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PortStats {
     pub id: PortId,
     pub kind: PortKind,
+    /// `scheme://[user@]remote`, as logs show it.
     pub name: String,
     pub counts: Counts,
+    /// The link's transport and peer.
+    pub peer: crate::PeerInfo,
+    /// The authenticated user, if any.
+    pub user: Option<String>,
+    /// When the port was attached.
+    pub since: SystemTime,
+    /// When its last frame arrived.
+    pub last_rx: Option<SystemTime>,
+    /// The link carries offload metadata (super-frames cross whole).
+    pub offload: bool,
+    /// The transport's view of the link (its RTT), read on demand.
+    pub probe: Option<Arc<dyn crate::LinkProbe>>,
+}
+
+impl fmt::Debug for PortStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortStats")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("counts", &self.counts)
+            .finish()
+    }
 }
 
 impl fmt::Display for PortStats {

@@ -192,6 +192,22 @@ pub struct Link {
     /// USO) too. A TAP whose kernel lacks USO (before Linux 6.2) says
     /// false, and the node cuts those for it.
     pub offload_udp: bool,
+    /// The user the peer authenticated as, if any (status, metrics, `ctl
+    /// kick USER`).
+    pub user: Option<String>,
+    /// What the transport can tell about the live link (its round-trip
+    /// time), for status views. Optional.
+    pub probe: Option<Arc<dyn LinkProbe>>,
+}
+
+/// What a transport can tell about one of its live links, read when an
+/// operator asks (status, metrics), never on the hot path.
+pub trait LinkProbe: Send + Sync {
+    /// The latest round-trip time measured (e.g. a keepalive Ping and its
+    /// Pong), if any.
+    fn rtt(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl Link {
@@ -205,6 +221,8 @@ impl Link {
             on_close: None,
             offload: false,
             offload_udp: false,
+            user: None,
+            probe: None,
         }
     }
 }

@@ -252,20 +252,29 @@ impl Proc {
         }
     }
 
-    /// SIGUSR1, then waits for the whole new report on stdout; returns it.
+    /// SIGUSR1, then waits for the whole new report (on stderr, after a
+    /// line with the time); returns it.
     pub fn report(&self) -> String {
-        let before = self.stdout().len();
+        let before = self.log().len();
         self.signal(libc::SIGUSR1);
+        let mut text = String::new();
         assert!(
             poll(Duration::from_secs(10), || {
-                let s = self.stdout();
-                s.len() > before && s[before..].contains("end of report\n")
+                let s = self.log();
+                let new = &s[before.min(s.len())..];
+                match (new.find("report of "), new.find("end of report\n")) {
+                    (Some(a), Some(b)) if b > a => {
+                        text = new[a..b + "end of report\n".len()].to_string();
+                        true
+                    }
+                    _ => false,
+                }
             }),
             "{}: no report on SIGUSR1; log:\n{}",
             self.label,
             self.log()
         );
-        self.stdout()[before..].to_string()
+        text
     }
 
     /// Waits for the process to exit by itself; returns its exit code,

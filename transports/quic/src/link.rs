@@ -29,13 +29,9 @@ pub(crate) fn make(
     stats: Arc<QuicStats>,
     user: Option<String>,
 ) -> Link {
-    let remote = match user {
-        Some(u) => format!("{u}@{}", conn.remote_address()),
-        None => conn.remote_address().to_string(),
-    };
     let peer = PeerInfo {
         scheme: "quic",
-        remote,
+        remote: conn.remote_address().to_string(),
     };
     let rx = QuicRx {
         conn: conn.clone(),
@@ -55,12 +51,23 @@ pub(crate) fn make(
         stats,
         closing: None,
     };
-    Link::new(Box::pin(rx), Box::pin(tx), peer)
+    let probe = Arc::new(Session(tx.conn.clone()));
+    let mut link = Link::new(Box::pin(rx), Box::pin(tx), peer);
+    link.user = user;
+    link.probe = Some(probe);
+    link
 }
 
 /// An authenticated user's connection, for the gate: a removed user's
 /// link is closed with code 1008 (as ws://'s).
 pub(crate) struct Session(pub Connection);
+
+/// QUIC's own smoothed round-trip estimate.
+impl etherws_core::LinkProbe for Session {
+    fn rtt(&self) -> Option<Duration> {
+        Some(self.0.rtt())
+    }
+}
 
 impl etherws_auth::Revocable for Session {
     fn is_alive(&self) -> bool {

@@ -122,9 +122,15 @@ pub fn server_config(files: &ServerTlsFiles) -> Result<rustls::ServerConfig, Tls
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(format!("certificate and key do not fit: {e}")))?;
+    let mut cfg = builder.with_single_cert(chain, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError::Config(format!(
+            "the private key {} does not belong to the certificate {} (give the key the \
+             certificate was made for)",
+            files.key.display(),
+            files.cert.display()
+        )),
+        e => TlsError::Config(format!("certificate and key: {e}")),
+    })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -134,12 +134,15 @@ async fn hello(
                 vnet: options & granted & wire::OPT_VNET != 0,
                 queued: AtomicUsize::new(0),
                 queued_frames: AtomicUsize::new(0),
+                ping_at: AtomicU64::new(0),
+                rtt_us: AtomicU64::new(0),
             });
             let vnet = sh.vnet;
             if options & wire::OPT_VNET != 0 && !vnet {
                 log::info!("udp: {addr} does not take offload; frames are cut to the MTU here");
             }
             let dead = params.keepalive.map(|k| k.dead_after());
+            let probe: Arc<dyn etherws_core::LinkProbe> = sh.clone();
             let rx = ClientRx::new(sh.clone(), replay, dead);
             let tx = UdpTx::new(sh, params.keepalive);
             let mut link = Link::new(
@@ -152,6 +155,7 @@ async fn hello(
             );
             link.offload = vnet;
             link.offload_udp = vnet;
+            link.probe = Some(probe);
             return Ok(link);
         }
     }

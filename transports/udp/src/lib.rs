@@ -202,9 +202,15 @@ impl Transport for Udp {
     }
 }
 
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 /// Milliseconds on a process-wide monotonic clock (for atomics shared
 /// between a link's halves and the server's receive thread).
 pub(crate) fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Microseconds on the same clock.
+pub(crate) fn now_us() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64 + 1
 }

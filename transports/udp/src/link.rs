@@ -49,6 +49,18 @@ pub(crate) struct Shared {
     /// Server: frames (and errors) queued toward the node (bounded by
     /// the receive thread at `UdpConfig::rx_queue`).
     pub queued_frames: AtomicUsize,
+    /// Client: when our last PING went out (`now_us`, 0: none pending),
+    /// and the round trip of the last one answered (µs, 0: none yet).
+    pub ping_at: AtomicU64,
+    pub rtt_us: AtomicU64,
+}
+
+/// The round trip of the client's PINGs, for status views.
+impl etherws_core::LinkProbe for Shared {
+    fn rtt(&self) -> Option<Duration> {
+        let us = self.rtt_us.load(Relaxed);
+        (us > 0).then(|| Duration::from_micros(us))
+    }
 }
 
 /// Bytes of frames a server queues per client toward the node.
@@ -94,6 +106,15 @@ impl Shared {
         match self.to {
             Some(to) => self.sock.get_ref().send_to(d, to),
             None => self.sock.get_ref().send(d),
+        }
+    }
+
+    /// A PONG arrived: the round trip of our last PING.
+    pub fn ponged(&self) {
+        let at = self.ping_at.swap(0, Relaxed);
+        if at > 0 {
+            self.rtt_us
+                .store(crate::now_us().saturating_sub(at).max(1), Relaxed);
         }
     }
 
@@ -155,7 +176,10 @@ impl UdpTx {
                 sh.encode_parts(&mut self.buf, kind::FRAME, &[&h, f.bytes()]);
             }
             Some(Out::Frame(f)) => sh.encode(&mut self.buf, kind::FRAME, f.bytes()),
-            Some(Out::Ping) => sh.encode(&mut self.buf, kind::PING, &[]),
+            Some(Out::Ping) => {
+                sh.ping_at.store(crate::now_us(), Relaxed);
+                sh.encode(&mut self.buf, kind::PING, &[])
+            }
             None => return,
         }
         self.built = true;
@@ -413,7 +437,11 @@ impl ClientRx {
                 sh.closed.store(true, Relaxed);
                 None
             }
-            _ => None, // PONG (liveness only), a repeated WELCOME
+            kind::PONG => {
+                sh.ponged();
+                None
+            }
+            _ => None, // a repeated WELCOME
         }
     }
 }

@@ -226,6 +226,7 @@ impl Receiver {
                 }
             }
             kind::PING => p.sh.send_control(kind::PONG, &[]),
+            kind::PONG => p.sh.ponged(),
             kind::CLOSE => {
                 // Dropping the queue's sender ends the link's stream.
                 p.sh.closed.store(true, Relaxed);
@@ -328,6 +329,8 @@ impl Receiver {
             vnet: granted & wire::OPT_VNET != 0,
             queued: AtomicUsize::new(0),
             queued_frames: AtomicUsize::new(0),
+            ping_at: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
         });
         let mut replay = Replay::default();
         replay.accept(dg.counter);
@@ -344,7 +347,9 @@ impl Receiver {
         );
         let mut link = Link::new(
             Box::pin(ServerRx::new(sh.clone(), frx, dead)),
-            Box::pin(UdpTx::new(sh.clone(), None)),
+            // The server pings too (a quiet link is probed from both ends,
+            // and its round trip shows in the server's status).
+            Box::pin(UdpTx::new(sh.clone(), self.params.keepalive)),
             PeerInfo {
                 scheme: "udp",
                 remote: from.to_string(),
@@ -352,6 +357,7 @@ impl Receiver {
         );
         link.offload = sh.vnet;
         link.offload_udp = sh.vnet;
+        link.probe = Some(sh.clone());
         if self.backlog.try_send(link).is_err() {
             return st.note(
                 &st.stray,

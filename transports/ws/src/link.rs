@@ -76,6 +76,12 @@ pub(crate) struct Shared {
     last_rx: AtomicU64,
     /// Set from outside (credentials revoked): the reader ends the link.
     revoked: AtomicBool,
+    /// The last keepalive Ping: its number and when it was queued (ns
+    /// after `born`); and the round trip of the last one answered (ns, 0:
+    /// none yet).
+    ping_seq: AtomicU64,
+    ping_at: AtomicU64,
+    rtt: AtomicU64,
     _guard: Option<Box<dyn Send + Sync>>,
 }
 
@@ -97,6 +103,23 @@ impl Shared {
     fn heard(&self) {
         self.last_rx
             .store(self.born.elapsed().as_nanos() as u64, Relaxed);
+    }
+
+    /// A keepalive Ping numbered `seq` was queued now.
+    fn pinged(&self, seq: u64) {
+        self.ping_at
+            .store(self.born.elapsed().as_nanos() as u64, Relaxed);
+        self.ping_seq.store(seq, Relaxed);
+    }
+
+    /// A Pong arrived: the round trip, if it answers our last Ping.
+    fn answered(&self, payload: &[u8]) {
+        let seq = self.ping_seq.load(Relaxed);
+        if seq > 0 && payload == seq.to_be_bytes() {
+            let now = self.born.elapsed().as_nanos() as u64;
+            let rtt = now.saturating_sub(self.ping_at.load(Relaxed)).max(1);
+            self.rtt.store(rtt, Relaxed);
+        }
     }
 
     fn silent_for(&self, now: Instant) -> Duration {
@@ -128,6 +151,14 @@ impl LinkHandle {
     }
 }
 
+/// The link's keepalive round trip, for status views.
+impl etherws_core::LinkProbe for LinkHandle {
+    fn rtt(&self) -> Option<Duration> {
+        let ns = self.0.upgrade()?.rtt.load(Relaxed);
+        (ns > 0).then(|| Duration::from_nanos(ns))
+    }
+}
+
 /// A revoked user's link closes with 1008 (policy violation).
 impl etherws_auth::Revocable for LinkHandle {
     fn is_alive(&self) -> bool {
@@ -156,6 +187,9 @@ where
         born: Instant::now(),
         last_rx: AtomicU64::new(0),
         revoked: AtomicBool::new(false),
+        ping_seq: AtomicU64::new(0),
+        ping_at: AtomicU64::new(0),
+        rtt: AtomicU64::new(0),
         _guard: p.guard,
     });
     let handle = LinkHandle(Arc::downgrade(&shared));
@@ -204,6 +238,8 @@ where
         offload: p.vnet,
         // The peer node cuts them for its own TAP if its kernel must.
         offload_udp: p.vnet,
+        user: None,
+        probe: Some(Arc::new(handle.clone())),
     };
     (link, handle)
 }
@@ -266,7 +302,10 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
                                 this.shared.writer.wake();
                                 controls += 1;
                             }
-                            Some(Event::Pong(_)) => controls += 1,
+                            Some(Event::Pong(p)) => {
+                                this.shared.answered(&p);
+                                controls += 1;
+                            }
                             Some(Event::Close(c)) => {
                                 this.done = true;
                                 this.shared.ctl().peer_close = Some(c.map(|(code, _)| code));
@@ -418,6 +457,7 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
                     self.pings += 1;
                     let mask = self.mask();
                     codec::encode(&mut self.wbuf, op::PING, &self.pings.to_be_bytes(), mask);
+                    self.shared.pinged(self.pings);
                     self.ping_end = self.wbuf.len();
                 }
                 k.dead_after() - silent

@@ -340,10 +340,6 @@ async fn upgrade<S: IntoHalves>(
         .write_all(&handshake::switching_protocols(&req.key, protocol))
         .await
         .map_err(io_err(format!("answering {who}")))?;
-    let remote = match &user {
-        Some(u) => format!("{u}@{who}"),
-        None => who,
-    };
     let (read, write) = stream.into_halves();
     let cfg = &shared.cfg;
     let (link, handle) = link::make_link(
@@ -360,10 +356,12 @@ async fn upgrade<S: IntoHalves>(
         },
         PeerInfo {
             scheme: shared.scheme,
-            remote,
+            remote: who,
         },
     );
+    let mut link = link;
     if let Some(u) = user {
+        link.user = Some(u.clone());
         shared.cfg.server.gate.register(u, Box::new(handle));
     }
     Ok(link)
