@@ -16,6 +16,11 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy-bin)
 command -v squid >/dev/null 2>&1 || need+=(squid)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || need+=(python3-websockets)
 if ((${#need[@]})); then
@@ -35,6 +40,13 @@ if ((${#need[@]})); then
     echo "test.sh: missing ${need[*]}; install them (or run as root on Debian)" >&2
     exit 1
   fi
+fi
+
+# The package test builds the .deb with cargo-deb (pinned: its next major
+# version refuses the dev profile the tests' binary is built with).
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-deb"
+  cargo install cargo-deb --version 3.8.0 --locked --quiet
 fi
 
 # The tests that rebuild the filter library and the example filters from

@@ -1,6 +1,6 @@
 //! Command-line interface (clap 4 derive).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -208,9 +208,23 @@ pub struct TapArgs {
     /// device name, so it survives restarts and peers' ARP caches stay valid.
     #[arg(long, default_value = "persistent", value_name = "MAC")]
     pub mac: etherws_core::tap::MacPolicy,
-    /// Set this IPv4 address on the TAP device, e.g. 198.18.1.1/24.
+    /// Set this address on the TAP device, IPv4 or IPv6, e.g.
+    /// 198.18.1.1/24 or fd00:e7e::1/64. Repeat for more.
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
-    pub address: Option<(Ipv4Addr, u8)>,
+    pub address: Vec<(IpAddr, u8)>,
+    /// Put the TAP device into this existing Linux bridge (its ports then
+    /// share the tunnel's segment), as `ip link set TAP master BRIDGE`.
+    #[arg(long, value_name = "BRIDGE")]
+    pub bridge: Option<String>,
+    /// Run this shell command once the TAP is up (and addressed, and in
+    /// its bridge); $ETHERWS_DEVICE names it, $ETHERWS_EVENT is `up`. A
+    /// command that fails stops the start.
+    #[arg(long, value_name = "CMD")]
+    pub up: Option<String>,
+    /// Run this shell command when the node ends, before the TAP goes;
+    /// $ETHERWS_EVENT is `down`.
+    #[arg(long, value_name = "CMD")]
+    pub down: Option<String>,
     /// Turn offloads off: no super-frames from the TAP (IFF_VNET_HDR with
     /// checksum and segmentation offload) and none offered on links; every
     /// frame then crosses at most MTU-sized, one read, write and message
@@ -345,7 +359,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "/")]
     pub path: String,
     /// Do not create a TAP device: relay between clients only.
-    #[arg(long, conflicts_with_all = ["tap", "address", "mac"])]
+    #[arg(long, conflicts_with_all = ["tap", "address", "mac", "bridge", "up", "down"])]
     pub no_tap: bool,
     /// Serve wss:// (TLS) with this certificate (PEM: the server's
     /// certificate first, then its chain); quic:// listeners use it too.
@@ -453,6 +467,11 @@ pub struct ClientArgs {
     /// link drops.
     #[arg(long)]
     pub once: bool,
+    /// Keep retrying when the server refuses our user and password (HTTP
+    /// or QUIC 401). Without it a 401 is final: the client exits with 1
+    /// (a wrong password does not get better by retrying).
+    #[arg(long)]
+    pub retry_auth: bool,
     /// Longest wait between reconnection attempts, in seconds (the wait
     /// doubles from 100 ms up to this, with jitter).
     #[arg(long, default_value_t = 30, value_name = "SECS")]
@@ -531,19 +550,20 @@ pub fn parse_header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.trim().to_string()))
 }
 
-/// Parses `198.18.1.1/24`.
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let (ip, prefix) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX (e.g. 198.18.1.1/24)"))?;
-    let ip: Ipv4Addr = ip
+/// Parses `198.18.1.1/24` or `fd00:e7e::1/64`.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, prefix) = s.split_once('/').ok_or_else(|| {
+        format!("{s:?} is not ADDRESS/PREFIX (e.g. 198.18.1.1/24 or fd00:e7e::1/64)")
+    })?;
+    let ip: IpAddr = ip
         .parse()
-        .map_err(|_| format!("{ip:?} is not an IPv4 address (only IPv4 is supported here; use `ip -6 addr add` for IPv6)"))?;
+        .map_err(|_| format!("{ip:?} is not an IPv4 or IPv6 address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = prefix
         .parse()
         .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| format!("{prefix:?} is not a prefix length 0-32"))?;
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("{prefix:?} is not a prefix length 0-{max}"))?;
     Ok((ip, prefix))
 }
 
@@ -561,11 +581,15 @@ mod tests {
     fn cidr() {
         assert_eq!(
             parse_cidr("198.18.1.1/24"),
-            Ok(("198.18.1.1".parse().unwrap(), 24))
+            Ok(("198.18.1.1".parse::<IpAddr>().unwrap(), 24))
         );
         assert!(parse_cidr("198.18.1.1").is_err());
         assert!(parse_cidr("198.18.1.1/33").is_err());
-        assert!(parse_cidr("fe80::1/64").is_err());
+        assert_eq!(
+            parse_cidr("fd00:e7e::1/64"),
+            Ok(("fd00:e7e::1".parse().unwrap(), 64))
+        );
+        assert!(parse_cidr("fd00::1/129").is_err());
     }
 
     #[test]

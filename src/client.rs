@@ -75,6 +75,11 @@ fn link_worked(up: Duration, c: &etherws_core::Counts) -> bool {
     up >= STABLE || (c.rx_frames > 0 && c.tx_frames > 0)
 }
 
+/// Whether the server refused our credentials (HTTP or QUIC 401).
+fn is_401(e: &TransportError) -> bool {
+    matches!(e, TransportError::Rejected(m) if m.contains("HTTP 401") || m.contains("QUIC 401"))
+}
+
 /// Connects to the first URL that answers, in order; `Err` with the last
 /// error when none does.
 async fn connect_first(
@@ -106,9 +111,15 @@ pub async fn run(
 ) -> Result<()> {
     let registry = transports.registry();
     for url in &args.urls {
-        registry
-            .resolve(url)
-            .with_context(|| format!("cannot use {url}"))?;
+        registry.resolve(url).with_context(|| {
+            let hint = if ["exec", "unix"].contains(&url.scheme()) {
+                " (exec: and unix: are the transports of the example program etherws-custom: \
+                 cargo build --release -p etherws-custom-transport)"
+            } else {
+                ""
+            };
+            format!("cannot use {url}{hint}")
+        })?;
     }
     let params = transports.params.clone();
     let mut wired = build_node(&args.tap, &args.switch)?;
@@ -136,6 +147,9 @@ pub async fn run(
         let node = node.clone();
         let urls = args.urls.clone();
         let once = args.once;
+        let retry_auth = args.retry_auth;
+        // Retries are logged at most once every 10 s (the first loudly).
+        let retry_log = etherws_core::stats::LogLimiter::new(1, Duration::from_secs(10));
         let failback = Duration::from_secs(args.failback);
         let mut backoff = Backoff::new(Duration::from_secs(args.max_backoff.max(1)));
         async move {
@@ -205,6 +219,14 @@ pub async fn run(
                         if once {
                             return Err(e).with_context(|| format!("cannot connect to {url}"));
                         }
+                        if !retry_auth && is_401(&e) {
+                            return Err(e).with_context(|| {
+                                format!(
+                                    "cannot connect to {url}; not retrying a refused login \
+                                     (--retry-auth keeps trying)"
+                                )
+                            });
+                        }
                         failures += 1;
                         let wait = backoff.next();
                         let which = if urls.len() > 1 {
@@ -218,9 +240,10 @@ pub async fn run(
                                 "cannot reach {which} (last: {url}: {e}); retrying (backoff up to {:?})",
                                 backoff.max
                             );
-                        } else {
+                        } else if let Some(n) = retry_log.check(Instant::now()) {
                             log::info!(
-                                "cannot reach {which} (last: {url}: {e}); retry {failures} in {wait:.1?}"
+                                "cannot reach {which} (last: {url}: {e}); retry {failures} in {wait:.1?}{}",
+                                etherws_core::stats::suppressed_note(n)
                             );
                         }
                         Timer::after(wait).await;
@@ -244,13 +267,18 @@ pub async fn run(
             Either::Right((Either::Right((r, _)), _)) => r,
         };
     crate::service::stopping();
-    if log::log_enabled!(log::Level::Info) {
+    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         report(&wired);
     }
     // Every port closes in order (Close sent, the server's awaited, within
     // the grace period); only then is the link loop (now idle, or waiting
     // to redial) dropped.
     shutdown(&node).await;
+    if let (true, Some(cmd)) = (true, &args.tap.down) {
+        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
+            log::warn!("{e:#}");
+        }
+    }
     drop(links);
     result
 }

@@ -41,7 +41,11 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// `-q` was given: no report at exit (whatever `RUST_LOG` says).
+pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn init_logging(cli: &Cli) {
+    QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
     let level = match i32::from(cli.verbose) - i32::from(cli.quiet) {
         i32::MIN..=-2 => "error",
         -1 => "warn",

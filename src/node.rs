@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use etherws_core::tap::{Tap, TapConfig};
 use etherws_core::{Node, NodeConfig, PortConfig, PortEnd, PortKind, SwitchConfig};
 use etherws_filter::{Chain, FilterSpec, Host};
@@ -156,14 +156,27 @@ pub fn node_config(tap: &TapArgs, sw: &SwitchArgs) -> NodeConfig {
 /// Creates the TAP device and attaches it to the node. The returned task
 /// ends only if the device fails, which is fatal for the node.
 pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<(smol::Task<PortEnd>, String)> {
+    // The first IPv4 address is set as the device is made; the others (and
+    // IPv6 ones) by iproute2 once it is up.
+    let first_v4 = args.address.iter().find_map(|(ip, p)| match ip {
+        std::net::IpAddr::V4(v4) => Some((*v4, *p)),
+        _ => None,
+    });
     let mut cfg = TapConfig {
         name: args.tap.clone(),
         mtu: args.mtu,
-        address: args.address,
+        address: first_v4,
         mac: args.mac,
         offload: !args.no_offload,
     };
+    use etherws_core::tap::TapError;
     let tap = match Tap::create(&cfg) {
+        // Only a kernel that lacks the offloads is worth a second try.
+        Err(
+            e @ (TapError::Busy { .. }
+            | TapError::NotATap { .. }
+            | TapError::PermissionDenied { .. }),
+        ) => return Err(e.into()),
         Err(e) if cfg.offload => {
             // A kernel without IFF_VNET_HDR or TUNSETOFFLOAD still gets a
             // tunnel: frames for the TAP are then finished in software.
@@ -174,9 +187,44 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<(smol::Task<Po
         }
         other => other.context("cannot set up the TAP device")?,
     };
-    match args.address {
-        Some((ip, p)) => log::info!("TAP {} up, MTU {}, address {ip}/{p}", tap.name(), tap.mtu()),
-        None => log::info!("TAP {} up, MTU {}", tap.name(), tap.mtu()),
+    let dev = tap.name().to_string();
+    for (ip, p) in &args.address {
+        if Some((*ip, *p)) == first_v4.map(|(v4, p)| (std::net::IpAddr::V4(v4), p)) {
+            continue;
+        }
+        ip_command(&["addr", "add", &format!("{ip}/{p}"), "dev", &dev])
+            .with_context(|| format!("cannot set address {ip}/{p} on {dev}"))?;
+    }
+    if let Some(br) = &args.bridge {
+        let sys = std::path::Path::new("/sys/class/net").join(br);
+        if !sys.exists() {
+            bail!("--bridge {br}: no such device (make it first: ip link add {br} type bridge)");
+        }
+        if !sys.join("bridge").exists() {
+            bail!("--bridge {br}: {br} is not a bridge");
+        }
+        ip_command(&["link", "set", "dev", &dev, "master", br])
+            .with_context(|| format!("cannot put {dev} into the bridge {br}"))?;
+    }
+    let addrs: Vec<String> = args
+        .address
+        .iter()
+        .map(|(ip, p)| format!("{ip}/{p}"))
+        .collect();
+    log::info!(
+        "TAP {dev} up, MTU {}{}{}",
+        tap.mtu(),
+        if addrs.is_empty() {
+            String::new()
+        } else {
+            format!(", address {}", addrs.join(", "))
+        },
+        args.bridge
+            .as_ref()
+            .map_or(String::new(), |b| format!(", in bridge {b}"))
+    );
+    if let Some(cmd) = &args.up {
+        hook(cmd, &dev, "up").context("the --up command failed; not starting")?;
     }
     // The TAP's own address is pinned to its port: no link may use it.
     let own = PortConfig {
@@ -187,6 +235,38 @@ pub fn attach_tap(ex: &Ex, node: &Node, args: &TapArgs) -> Result<(smol::Task<Po
     let port = node.attach(tap.into_link(), PortKind::Tap, own);
     let ex2 = ex.clone();
     Ok((ex.spawn(async move { run_port(&ex2, port).await }), name))
+}
+
+/// Runs `ip ARGS...`; its stderr is the error.
+fn ip_command(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run ip (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs an `--up`/`--down` command with `sh -c`, the device and the event
+/// in its environment.
+pub fn hook(cmd: &str, dev: &str, event: &str) -> Result<()> {
+    log::info!("--{event}: {cmd}");
+    let st = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .env("ETHERWS_DEVICE", dev)
+        .env("ETHERWS_EVENT", event)
+        .status()
+        .with_context(|| format!("cannot run --{event} {cmd:?}"))?;
+    if !st.success() {
+        bail!("--{event} {cmd:?} exited with {st}");
+    }
+    Ok(())
 }
 
 /// How long a detached port may take to send what is queued, its Close,

@@ -192,10 +192,26 @@ pub async fn run(
     };
     let mut listeners = Vec::new();
     for url in &urls {
-        let listener = registry
-            .listen(url, &transports.params)
-            .await
-            .with_context(|| format!("cannot listen on {url}"))?;
+        let listener = match registry.listen(url, &transports.params).await {
+            Ok(l) => l,
+            Err(e) => {
+                let port = url.port_or_known_default();
+                let at = match (url.host_str(), port) {
+                    (Some(h), Some(p)) => format!("{}://{h}:{p}{}", url.scheme(), url.path()),
+                    _ => url.to_string(),
+                };
+                let text = e.to_string();
+                let hint = if text.contains("Permission denied") && port.is_some_and(|p| p < 1024) {
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE: \
+                     AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit)"
+                } else if text.contains("Address already in use") {
+                    " (another program listens there: `ss -ltnup` tells which)"
+                } else {
+                    ""
+                };
+                bail!("cannot listen on {at}: {e}{hint}");
+            }
+        };
         let shown = match url.scheme() {
             "ws" | "wss" => format!("{}://{}{}", url.scheme(), listener.local_addr(), url.path()),
             s if url.has_host() => format!("{s}://{}", listener.local_addr()),
@@ -264,7 +280,7 @@ pub async fn run(
         }
     };
     crate::service::stopping();
-    if log::log_enabled!(log::Level::Info) {
+    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         report(&wired);
     }
     // Stop accepting before closing the ports: clients that reconnect at
@@ -273,6 +289,11 @@ pub async fn run(
         a.cancel().await;
     }
     shutdown(&node).await;
+    if let (true, Some(cmd)) = (!args.no_tap, &args.tap.down) {
+        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
+            log::warn!("{e:#}");
+        }
+    }
     result
 }
 

@@ -73,10 +73,15 @@ pub async fn run(ex: Ex, args: StdioArgs, signals: async_channel::Receiver<Signa
             Either::Right((Either::Right((r, _)), _)) => r,
         };
     crate::service::stopping();
-    if log::log_enabled!(log::Level::Info) {
+    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
         report(&wired);
     }
     shutdown(&node).await;
+    if let (true, Some(cmd)) = (true, &args.tap.down) {
+        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
+            log::warn!("{e:#}");
+        }
+    }
     drop(link_task);
     result
 }

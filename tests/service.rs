@@ -717,3 +717,114 @@ fn passwd_makes_users_the_server_accepts_and_version_names_the_revision() {
     .to_string();
     assert!(v.contains(&format!("({rev}")), "{v} does not name {rev}");
 }
+
+/// Scope 6: the TAP joins an existing bridge (a "VM" behind it is reached
+/// through the tunnel), takes IPv6 and several addresses, and runs the
+/// --up and --down hooks with the device in their environment.
+#[test]
+fn the_tap_joins_a_bridge_takes_ipv6_addresses_and_runs_hooks() {
+    if !root_or_skip("bridge") {
+        return;
+    }
+    let d = files("bridge");
+    let base = unique("br");
+    let srv = Netns::new(format!("{base}-s"));
+    let cli = Netns::new(format!("{base}-c"));
+    let vm = Netns::new(format!("{base}-v"));
+    veth(&srv, "198.18.0.1/24", &cli, "198.18.0.2/24");
+    srv.ip(&["link", "add", "br0", "type", "bridge"]);
+    srv.ip(&["link", "set", "br0", "up"]);
+    // The "VM": a namespace on the server's bridge.
+    run(
+        "ip",
+        &[
+            "link", "add", "vmport", "netns", &srv.name, "type", "veth", "peer", "name", "eth0",
+            "netns", &vm.name,
+        ],
+    );
+    srv.ip(&["link", "set", "vmport", "master", "br0"]);
+    srv.ip(&["link", "set", "vmport", "up"]);
+    vm.ip(&["addr", "add", "198.19.0.50/24", "dev", "eth0"]);
+    vm.ip(&["addr", "add", "fd00:e7e::50/64", "dev", "eth0", "nodad"]);
+    vm.ip(&["link", "set", "eth0", "up"]);
+    let marks = s(&d.join("hooks"));
+    let up = format!("echo \"$ETHERWS_EVENT $ETHERWS_DEVICE\" >> {marks}");
+    let server = srv.etherws(
+        "server",
+        &[
+            "server",
+            "--listen",
+            "0.0.0.0:8080",
+            "--tap",
+            "ethws0",
+            "--bridge",
+            "br0",
+            "--no-control",
+            "--up",
+            &up,
+            "--down",
+            &up,
+        ],
+    );
+    assert!(
+        server.wait_log(UP, |l| l.contains("listening on")),
+        "{}",
+        server.log()
+    );
+    assert!(server.log().contains("in bridge br0"), "{}", server.log());
+    let master = srv.run_in(&["cat", "/sys/class/net/ethws0/master/uevent"]);
+    assert!(master.contains("INTERFACE=br0"), "{master}");
+    let mut client = client_with(
+        &cli,
+        "client",
+        &["ws://198.18.0.1:8080/"],
+        &[
+            "--address",
+            "fd00:e7e::2/64",
+            "--address",
+            "198.19.0.3/24",
+            "--no-control",
+        ],
+        2,
+    );
+    // The VM, behind the server's bridge, over IPv4 and IPv6.
+    assert!(
+        cli.ping_until("198.19.0.50", UP),
+        "{}\n{}",
+        client.log(),
+        server.log()
+    );
+    assert!(cli.ping_until("198.19.0.3", UP));
+    let six = poll(UP, || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &cli.name,
+                "ping",
+                "-6",
+                "-c1",
+                "-W1",
+                "fd00:e7e::50",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        six,
+        "no IPv6 through the tunnel:\n{}",
+        cli.ip(&["addr", "show", "ethws0"])
+    );
+    let addrs = cli.ip(&["addr", "show", "ethws0"]);
+    assert!(
+        addrs.contains("198.19.0.2/24")
+            && addrs.contains("198.19.0.3/24")
+            && addrs.contains("fd00:e7e::2/64"),
+        "{addrs}"
+    );
+    client.stop();
+    let mut server = server;
+    server.stop();
+    let text = std::fs::read_to_string(&marks).unwrap_or_default();
+    assert_eq!(text, "up ethws0\ndown ethws0\n", "{}", server.log());
+}

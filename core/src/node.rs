@@ -494,6 +494,7 @@ impl Node {
             on_close,
             offload,
             offload_udp,
+            probe,
             ..
         } = link;
         let takes = Takes {
@@ -530,7 +531,15 @@ impl Node {
                 node.detach(id);
                 let took = started.elapsed().as_secs_f64();
                 let c = counters.snapshot();
+                let why = probe
+                    .as_ref()
+                    .and_then(|p| p.close_reason())
+                    .map_or(String::new(), |r| format!(" ({r})"));
                 match &end {
+                    PortEnd::Failed(LinkError::Ended(why)) => node.link_line(
+                        log::Level::Info,
+                        format_args!("port {id} ({name}) ended after {took:.1}s: {why}; {c}"),
+                    ),
                     PortEnd::Failed(e) => node.link_line(
                         log::Level::Warn,
                         format_args!("port {id} ({name}) failed after {took:.1}s: {e}; {c}"),
@@ -541,7 +550,9 @@ impl Node {
                     ),
                     PortEnd::Closed => node.link_line(
                         log::Level::Info,
-                        format_args!("port {id} ({name}) closed by peer after {took:.1}s; {c}"),
+                        format_args!(
+                            "port {id} ({name}) closed by peer{why} after {took:.1}s; {c}"
+                        ),
                     ),
                     PortEnd::Detached => node.link_line(
                         log::Level::Info,

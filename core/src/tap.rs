@@ -96,6 +96,18 @@ pub enum TapError {
     PermissionDenied { name: String },
     #[error("creating TAP device {name}: {error}")]
     Create { name: String, error: tun::Error },
+    /// A TAP of that name exists and another process holds it.
+    #[error(
+        "TAP device {name} exists and is in use (another etherws, or a VPN?): \
+         stop it, or choose another name with --tap (ethws%d takes the first free one)"
+    )]
+    Busy { name: String },
+    /// The name is taken by a device that is not a TAP.
+    #[error(
+        "{name} is a network interface of another kind, not a TAP device: \
+         choose another name with --tap (to join a bridge, use --bridge)"
+    )]
+    NotATap { name: String },
     #[error("TAP device {name}: {error}")]
     Io { name: String, error: io::Error },
 }
@@ -138,8 +150,26 @@ impl Tap {
             };
             c.address(ip).netmask(Ipv4Addr::from(mask));
         }
+        let sys = std::path::Path::new("/sys/class/net").join(&cfg.name);
+        if !cfg.name.contains('%') && sys.exists() && !sys.join("tun_flags").exists() {
+            return Err(TapError::NotATap {
+                name: cfg.name.clone(),
+            });
+        }
         let dev = tun::create(&c).map_err(|e| {
-            if is_eperm(&e) {
+            let errno = match &e {
+                tun::Error::Io(io) => io.raw_os_error(),
+                _ => None,
+            };
+            if errno == Some(libc::EBUSY) || e.to_string().contains("os error 16") {
+                TapError::Busy {
+                    name: cfg.name.clone(),
+                }
+            } else if errno == Some(libc::EINVAL) && sys.exists() {
+                TapError::NotATap {
+                    name: cfg.name.clone(),
+                }
+            } else if is_eperm(&e) {
                 TapError::PermissionDenied {
                     name: cfg.name.clone(),
                 }

@@ -37,6 +37,10 @@ pub enum LinkError {
     Protocol(String),
     #[error("link closed")]
     Closed,
+    /// The link was ended on purpose, for this reason (e.g. its user's
+    /// credentials were revoked): not a failure of the peer or the path.
+    #[error("{0}")]
+    Ended(String),
 }
 
 impl LinkError {
@@ -206,6 +210,12 @@ pub trait LinkProbe: Send + Sync {
     /// The latest round-trip time measured (e.g. a keepalive Ping and its
     /// Pong), if any.
     fn rtt(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Why the peer closed the link, in words, once it did (e.g. `1008
+    /// policy violation: credentials revoked`): the node's log line says
+    /// it.
+    fn close_reason(&self) -> Option<String> {
         None
     }
 }

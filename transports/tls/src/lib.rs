@@ -56,10 +56,23 @@ fn certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>
 }
 
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+    let file_err = |detail: String| TlsError::File {
         what: "private key",
         path: path.to_path_buf(),
-        detail: format!("{e} (expected a PEM RSA, ECDSA or Ed25519 key)"),
+        detail,
+    };
+    // Unreadable is not malformed: say which.
+    let bytes = std::fs::read(path).map_err(|e| {
+        file_err(match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                "cannot be read by this user (run as one that can, or give it group read)".into()
+            }
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        file_err("holds no private key (expected a PEM RSA, ECDSA or Ed25519 key)".into())
     })
 }
 
@@ -266,6 +279,38 @@ impl TlsClient {
 pub fn explain(e: &std::io::Error) -> String {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            },
+        )) => {
+            let expected = match expected {
+                ServerName::DnsName(d) => d.as_ref().to_string(),
+                ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            };
+            // rustls words them `DnsName("a.b")`, `IpAddress(1.2.3.4)`.
+            let plain = |n: &String| {
+                n.strip_prefix("DnsName(\"")
+                    .and_then(|r| r.strip_suffix("\")"))
+                    .or_else(|| {
+                        n.strip_prefix("IpAddress(")
+                            .and_then(|r| r.strip_suffix(')'))
+                    })
+                    .unwrap_or(n)
+                    .to_string()
+            };
+            let names = if presented.is_empty() {
+                "no names".to_string()
+            } else {
+                presented.iter().map(plain).collect::<Vec<_>>().join(", ")
+            };
+            format!(
+                "certificate verification failed: the server's certificate is for {names}, not \
+                 {expected} (connect by one of those names, or give --sni NAME)"
+            )
+        }
         Some(rustls::Error::InvalidCertificate(c)) => {
             let hint = match c {
                 rustls::CertificateError::UnknownIssuer => {

@@ -162,6 +162,12 @@ async fn upgrade<S: IntoHalves>(
                 "HTTP 401 {reason}: {why}"
             )));
         }
+        Err(ResponseError::Status(429, reason)) => {
+            return Err(TransportError::Rejected(format!(
+                "HTTP 429 {reason}: too many failed logins from this address; the server \
+                 checks one attempt at a time and slows them down (wait, then retry)"
+            )))
+        }
         Err(ResponseError::Status(code, reason)) => {
             return Err(TransportError::Rejected(format!("HTTP {code} {reason}")))
         }

@@ -91,6 +91,8 @@ struct Control {
     pong: Option<Bytes>,
     /// The peer's Close arrived (with its code, if any).
     peer_close: Option<Option<u16>>,
+    /// The reason text of the peer's Close, if any.
+    peer_reason: String,
     /// We fail the connection with this code (the peer broke the protocol).
     fail: Option<u16>,
 }
@@ -151,11 +153,35 @@ impl LinkHandle {
     }
 }
 
-/// The link's keepalive round trip, for status views.
+/// The link's keepalive round trip, and the peer's Close, for status
+/// views and the node's log.
 impl etherws_core::LinkProbe for LinkHandle {
     fn rtt(&self) -> Option<Duration> {
         let ns = self.0.upgrade()?.rtt.load(Relaxed);
         (ns > 0).then(|| Duration::from_nanos(ns))
+    }
+
+    fn close_reason(&self) -> Option<String> {
+        let s = self.0.upgrade()?;
+        let c = s.ctl();
+        let code = (*c.peer_close.as_ref()?)?;
+        let meaning = match code {
+            close::NORMAL => return None,
+            close::GOING_AWAY => "going away: the server is shutting down or let us go",
+            close::PROTOCOL => "protocol error",
+            close::INVALID_DATA => "invalid data",
+            close::POLICY => "policy violation: our credentials are no longer accepted",
+            close::TOO_BIG => "a message was too big",
+            close::INTERNAL => "an internal error of the peer",
+            _ => "",
+        };
+        let reason = c.peer_reason.trim();
+        Some(match (meaning.is_empty(), reason.is_empty()) {
+            (false, true) => format!("{code} {meaning}"),
+            (false, false) => format!("{code} {meaning}; it said {reason:?}"),
+            (true, false) => format!("{code} {reason:?}"),
+            (true, true) => format!("code {code}"),
+        })
     }
 }
 
@@ -266,8 +292,10 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
         this.shared.reader.register(cx.waker());
         if this.shared.revoked.load(Relaxed) {
             this.done = true;
-            return Poll::Ready(Some(Err(LinkError::Protocol(
-                "closed by the server: credentials no longer valid".into(),
+            return Poll::Ready(Some(Err(LinkError::Ended(
+                "its user's credentials were revoked (no longer in the htpasswd file): \
+                 closed with 1008"
+                    .into(),
             ))));
         }
         let mut controls = 0;
@@ -308,7 +336,11 @@ impl<R: AsyncRead + Unpin> Stream for WsRx<R> {
                             }
                             Some(Event::Close(c)) => {
                                 this.done = true;
-                                this.shared.ctl().peer_close = Some(c.map(|(code, _)| code));
+                                {
+                                    let mut ctl = this.shared.ctl();
+                                    ctl.peer_close = Some(c.as_ref().map(|(code, _)| *code));
+                                    ctl.peer_reason = c.map(|(_, r)| r).unwrap_or_default();
+                                }
                                 this.shared.writer.wake();
                                 return Poll::Ready(None);
                             }

@@ -35,10 +35,10 @@ pub(crate) async fn listen(
     }
     let tcp = bind(&host, port)
         .await
-        .map_err(io_err(format!("listening on {host}:{port}")))?;
+        .map_err(io_err(format!("listening on {}", join(&host, port))))?;
     let local = tcp
         .local_addr()
-        .map_or_else(|_| format!("{host}:{port}"), |a: SocketAddr| a.to_string());
+        .map_or_else(|_| join(&host, port), |a: SocketAddr| a.to_string());
     let path = if url.path().is_empty() {
         "/".to_string()
     } else {
@@ -56,6 +56,15 @@ pub(crate) async fn listen(
             clients: Mutex::default(),
         }),
     }))
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn join(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Connections the kernel completes before we accept them: std's 128 is
@@ -270,6 +279,28 @@ fn client_ip(shared: &ServerShared, req: &UpgradeRequest, addr: SocketAddr) -> I
     addr.ip()
 }
 
+/// The forwarded client address of a request that was refused before it
+/// was fully checked (a wrong path, a bad upgrade), with `trust_proxy`.
+fn forwarded_in(shared: &ServerShared, head: &[u8]) -> Option<IpAddr> {
+    if !shared.cfg.server.trust_proxy {
+        return None;
+    }
+    let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEAD / 128];
+    let mut req = httparse::Request::new(&mut hdrs);
+    let _ = req.parse(head);
+    req.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|h| {
+            String::from_utf8_lossy(h.value)
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .rfind(|v| !v.is_empty())
+        .and_then(|v| parse_forwarded(&v))
+}
+
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`
 /// or `[2001:db8::1]:5678`.
 fn parse_forwarded(v: &str) -> Option<IpAddr> {
@@ -319,7 +350,12 @@ async fn upgrade<S: IntoHalves>(
         Ok(r) => r,
         Err(r) => {
             refuse(&mut stream, &r).await;
-            return Err(TransportError::Refused(format!("{addr}: {r}")));
+            // Behind a trusted proxy, say whom it was from.
+            let who = match forwarded_in(&shared, &head) {
+                Some(ip) => format!("{ip} (via {addr})"),
+                None => addr.to_string(),
+            };
+            return Err(TransportError::Refused(format!("{who}: {r}")));
         }
     };
     let ip = client_ip(&shared, &req, addr);
