@@ -147,3 +147,64 @@ fn helpers_tell_a_killed_process_from_a_running_one() {
     let gone = std::panic::catch_unwind(|| rss_kib(pid));
     assert!(gone.is_err(), "rss_kib of a reaped process: {gone:?}");
 }
+
+/// systemd: READY=1 on the notify socket once listening, STOPPING=1 at
+/// the end; under the journal, lines carry a priority and no timestamp.
+#[test]
+fn systemd_hears_ready_and_stopping_and_the_journal_gets_priorities() {
+    use std::os::unix::fs::MetadataExt;
+    if !root_or_skip("notify") {
+        return;
+    }
+    let ns = Netns::new(unique("notify"));
+    let sock_path = scratch(&format!("{}.notify", unique("n")));
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let log = scratch(&format!("{}.journal", unique("j")));
+    let err = std::fs::File::create(&log).unwrap();
+    let m = err.metadata().unwrap();
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "server",
+            "--no-tap",
+            "--no-control",
+            "--listen",
+            "127.0.0.1:8097",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("JOURNAL_STREAM", format!("{}:{}", m.dev(), m.ino()))
+        .env("RUST_LOG", "info")
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification");
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.contains("READY=1"), "{first}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(stopping, "no STOPPING=1");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let listening = text
+        .lines()
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        listening.starts_with("<6>listening on ws://127.0.0.1:8097/"),
+        "{listening}"
+    );
+    let _ = std::fs::remove_file(sock_path);
+}

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,61 +20,6 @@ const UP: Duration = Duration::from_secs(30);
 const BCRYPT_SECRET: &str = "$2y$05$UAfze34JEoG/nQgC2pj1SOOHT4lHMbfTmtCGQZILBBkcIijQAFjKe";
 const APR1_SECRET: &str = "$apr1$Bq6.wxE8$NCLEFzOc00A1dYybKOEYU/";
 const SHA_SECRET: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn files(tag: &str) -> std::path::PathBuf {
-    let d = scratch(&unique(tag));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A WebSocket upgrade as raw HTTP from `from` (an address of the
-/// namespace) to `to`, with Basic credentials if given: the answer's
-/// status and how long it took from the request to the answer.
-fn login(ns: &Netns, from: &str, to: &str, creds: Option<(&str, &str)>) -> (u16, Duration) {
-    let from: SocketAddr = format!("{from}:0").parse().unwrap();
-    let to: SocketAddr = to.parse().unwrap();
-    let auth = creds
-        .map(|(u, p)| format!("Authorization: {}\r\n", etherws_auth::basic_header(u, p)))
-        .unwrap_or_default();
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: {to}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
-    );
-    // Timed from the connect: a listener that does not accept shows as a
-    // connect that waits (or a SYN retransmitted).
-    let t = Instant::now();
-    let mut sock = ns.enter(move || {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&from.into()).unwrap();
-        s.connect_timeout(&to.into(), Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("connect {to} from {from}: {e}"));
-        TcpStream::from(s)
-    });
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    sock.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("no answer from {to} after {:?}: {e}", t.elapsed()),
-        }
-    }
-    let took = t.elapsed();
-    let line = String::from_utf8_lossy(&head);
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {line:?}"));
-    (status, took)
-}
 
 fn port_count(report: &str) -> usize {
     report.lines().filter(|l| l.starts_with("port ")).count()

@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,16 +12,6 @@ use etherws_tls::testing::{write, Ca, KeyKind};
 
 const UP: Duration = Duration::from_secs(30);
 const SHA_SECRET: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn files(tag: &str) -> std::path::PathBuf {
-    let d = scratch(&unique(tag));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Runs the binary in `ns` as user nobody: (exit code, stderr).
 fn as_nobody(ns: &Netns, args: &[&str]) -> (Option<i32>, String) {

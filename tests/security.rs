@@ -14,17 +14,6 @@ use etherws_tls::testing::{write, Ca, KeyKind};
 
 const UP: Duration = Duration::from_secs(30);
 
-/// A scratch directory for this test's files.
-fn files(tag: &str) -> PathBuf {
-    let d = scratch(&unique(tag));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &std::path::Path) -> String {
-    p.display().to_string()
-}
-
 /// A server certificate for 198.18.0.1 from `ca`: (cert, key) paths.
 fn server_cert(ca: &Ca, dir: &std::path::Path, kind: KeyKind) -> (String, String) {
     let issued = ca.server(&["198.18.0.1", "etherws.test"], kind);
@@ -151,38 +140,9 @@ fn mutual_tls_refuses_a_client_without_a_certificate() {
     );
 }
 
-/// A WebSocket upgrade as raw HTTP to the server from `from` (an address
-/// of `ns`): the answer's status, and the time from connect to answer.
+/// A login from `from` to the server: (status, time).
 fn login(ns: &Netns, from: &str, creds: Option<(&str, &str)>) -> (u16, Duration) {
-    use std::io::{Read, Write};
-    let from: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
-    let to: std::net::SocketAddr = "198.18.0.1:8080".parse().unwrap();
-    let auth = creds
-        .map(|(u, p)| format!("Authorization: {}\r\n", etherws_auth::basic_header(u, p)))
-        .unwrap_or_default();
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: {to}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n"
-    );
-    let t = Instant::now();
-    let mut sock = ns.enter(move || {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(&from.into()).unwrap();
-        s.connect(&to.into()).unwrap();
-        std::net::TcpStream::from(s)
-    });
-    sock.set_read_timeout(Some(UP)).unwrap();
-    sock.write_all(req.as_bytes()).unwrap();
-    let mut head = [0u8; 256];
-    let n = sock.read(&mut head).unwrap();
-    let took = t.elapsed();
-    let text = String::from_utf8_lossy(&head[..n]);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    (status, took)
+    common::login(ns, from, "198.18.0.1:8080", creds)
 }
 
 /// `secret` as bcrypt (cost 5) and {SHA}; `password` as {SHA}.
@@ -435,37 +395,46 @@ fn through_tinyproxy_with_and_without_proxy_auth() {
     let _ = &p.srv;
 }
 
-#[test]
-fn behind_nginx_terminating_tls_the_tunnel_outlives_its_idle_timeout() {
-    if !root_or_skip("nginx") {
-        return;
-    }
-    let d = files("nginx");
+/// etherws on loopback in `srv`, nginx terminating TLS in front of it
+/// with `read_timeout` (proxy_read_timeout and proxy_send_timeout), and a
+/// client in `cli` through it. Returns the namespaces, the processes and
+/// nginx's error log.
+struct Nginxed {
+    srv: Netns,
+    cli: Netns,
+    server: Proc,
+    client: Proc,
+    _nginx: KillOnDrop,
+    error_log: PathBuf,
+}
+
+fn behind_nginx(
+    tag: &str,
+    server_keep: &[&str],
+    client_keep: &[&str],
+    read_timeout: &str,
+) -> Nginxed {
+    let d = files(tag);
     let ca = Ca::new("nginx CA");
     let (cert, key) = server_cert(&ca, &d, KeyKind::EcdsaP256);
     let ca_pem = s(&write(&d, "ca.pem", &ca.cert_pem()));
-    let base = unique("ngx");
+    let base = unique(tag);
     let srv = Netns::new(format!("{base}-s"));
     let cli = Netns::new(format!("{base}-c"));
     veth(&srv, "198.18.0.1/24", &cli, "198.18.0.2/24");
     // etherws listens on loopback only; nginx faces the network.
-    let server = srv.etherws(
+    let mut args = vec![
         "server",
-        &[
-            "server",
-            "--listen",
-            "127.0.0.1:8080",
-            "--tap",
-            "ethws0",
-            "--address",
-            "198.19.0.1/24",
-            "--trust-proxy",
-            "--ping-interval",
-            "1",
-            "--ping-timeout",
-            "2",
-        ],
-    );
+        "--listen",
+        "127.0.0.1:8080",
+        "--tap",
+        "ethws0",
+        "--address",
+        "198.19.0.1/24",
+        "--trust-proxy",
+    ];
+    args.extend_from_slice(server_keep);
+    let server = srv.etherws("server", &args);
     assert!(
         server.wait_log(UP, |l| l.contains("listening on")),
         "{}",
@@ -496,64 +465,105 @@ http {{
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout 3s;
-      proxy_send_timeout 3s;
+      proxy_read_timeout {read_timeout};
+      proxy_send_timeout {read_timeout};
     }}
   }}
 }}
 "#
     );
     let conf = write(&d, "nginx.conf", &conf);
-    let (_nginx, nlog) = spawn_in(&srv, "nginx", &["nginx", "-p", &prefix, "-c", &s(&conf)]);
+    let (nginx, nlog) = spawn_in(&srv, "nginx", &["nginx", "-p", &prefix, "-c", &s(&conf)]);
     assert!(
         listening(&srv, "198.18.0.1:8443", UP),
         "nginx did not start: {}",
         std::fs::read_to_string(&nlog).unwrap_or_default()
     );
-    let client = client_with(
-        &cli,
-        "client",
-        &["wss://198.18.0.1:8443/"],
-        &[
-            "--ca",
-            &ca_pem,
-            "--ping-interval",
-            "1",
-            "--ping-timeout",
-            "2",
-        ],
-        2,
-    );
+    let mut cargs = vec!["--ca", ca_pem.as_str()];
+    cargs.extend_from_slice(client_keep);
+    let client = client_with(&cli, "client", &["wss://198.18.0.1:8443/"], &cargs, 2);
     assert!(
         cli.ping_until(SRV_TAP, UP),
         "{}\n{}",
         client.log(),
         server.log()
     );
+    Nginxed {
+        srv,
+        cli,
+        server,
+        client,
+        _nginx: nginx,
+        error_log: d.join("error.log"),
+    }
+}
+
+#[test]
+fn behind_nginx_terminating_tls_the_tunnel_outlives_its_idle_timeout() {
+    if !root_or_skip("nginx") {
+        return;
+    }
+    let keep = ["--ping-interval", "1", "--ping-timeout", "2"];
+    let n = behind_nginx("ngx", &keep, &keep, "3s");
     // The server sees the client's address, as nginx forwarded it.
     assert!(
-        server.log().contains("198.18.0.2 (via 127.0.0.1:"),
+        n.server.log().contains("198.18.0.2 (via 127.0.0.1:"),
         "{}",
-        server.log()
+        n.server.log()
     );
     // Twice nginx's 3 s idle timeout without a frame of ours: the pings
     // keep it open.
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_secs(7) {
         assert!(
-            !client.log().contains("lost"),
+            !n.client.log().contains("lost"),
             "the link dropped while idle:\n{}",
-            client.log()
+            n.client.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(cli.ping_once(SRV_TAP), "{}", client.log());
+    assert!(n.cli.ping_once(SRV_TAP), "{}", n.client.log());
     assert_eq!(
-        client.log().matches("connected to").count(),
+        n.client.log().matches("connected to").count(),
         1,
         "{}",
-        client.log()
+        n.client.log()
     );
+    let _ = &n.srv;
+}
+
+/// Issue 17's keepalive bug: with pings from the client only (every 2 s
+/// of silence) and nginx's proxy_read_timeout 5 s, one link lasts 30 s of
+/// idle. The old timer pinged at 2, 12, 14, 24 s: nginx cut the link
+/// every 11 s ("upstream timed out ... while proxying upgraded
+/// connection").
+#[test]
+fn client_pings_alone_keep_a_link_through_nginx_for_30_s_of_idle() {
+    if !root_or_skip("nginx_keep") {
+        return;
+    }
+    let n = behind_nginx("ngk", &[], &["--ping-interval", "2"], "5s");
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(30) {
+        assert!(
+            !n.client.log().contains("lost"),
+            "the link dropped while idle after {:?}:\n{}\nnginx:\n{}",
+            quiet.elapsed(),
+            n.client.log(),
+            std::fs::read_to_string(&n.error_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        n.client.log().matches("connected to").count(),
+        1,
+        "{}",
+        n.client.log()
+    );
+    let nlog = std::fs::read_to_string(&n.error_log).unwrap_or_default();
+    assert!(!nlog.contains("upstream timed out"), "{nlog}");
+    assert!(n.cli.ping_once(SRV_TAP));
+    let _ = (&n.srv, &n.server);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,16 +16,6 @@ use serde_json::Value;
 
 const UP: Duration = Duration::from_secs(30);
 const SHA_SECRET: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn files(tag: &str) -> PathBuf {
-    let d = scratch(&unique(tag));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Runs the binary here (not in a namespace: the control socket is a
 /// file); its stdout, or the failure with stderr.

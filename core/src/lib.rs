@@ -19,6 +19,7 @@ pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod helpers;
+pub mod keepalive;
 pub mod node;
 pub mod offload;
 pub mod stats;

@@ -21,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use etherws_core::keepalive::{Due, KeepaliveMachine};
 use etherws_core::{Frame, Link, LinkError, PeerInfo};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::task::AtomicWaker;
@@ -122,10 +123,6 @@ impl Shared {
             let rtt = now.saturating_sub(self.ping_at.load(Relaxed)).max(1);
             self.rtt.store(rtt, Relaxed);
         }
-    }
-
-    fn silent_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.born + Duration::from_nanos(self.last_rx.load(Relaxed)))
     }
 }
 
@@ -254,7 +251,11 @@ where
             wpos: 0,
             shared,
             state: TxState::Open,
-            keepalive: p.keepalive.map(|k| (k, Timer::after(k.interval))),
+            keepalive: p.keepalive.map(|k| {
+                let m = KeepaliveMachine::new(k, Instant::now());
+                let t = Timer::at(m.poll_timeout());
+                (m, t)
+            }),
             pings: 0,
             pong_end: 0,
             ping_end: 0,
@@ -411,7 +412,7 @@ struct WsTx<W> {
     wpos: usize,
     shared: Arc<Shared>,
     state: TxState,
-    keepalive: Option<(Keepalive, Timer)>,
+    keepalive: Option<(KeepaliveMachine, Timer)>,
     /// Pings sent (their payload: a counter).
     pings: u64,
     /// Where in `wbuf` the last queued Pong and Ping end. A control frame
@@ -458,10 +459,6 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
     /// interval + timeout. Polls the timer with the task's waker, so the
     /// node's writer is woken when it is due.
     fn keepalive(&mut self, cx: &mut Context<'_>) -> Result<(), LinkError> {
-        let k = match &self.keepalive {
-            Some((k, _)) => *k,
-            None => return Ok(()),
-        };
         loop {
             let fired = match &mut self.keepalive {
                 Some((_, t)) => t.poll_unpin(cx).is_ready(),
@@ -470,34 +467,37 @@ impl<W: AsyncWrite + Unpin> WsTx<W> {
             if !fired {
                 return Ok(());
             }
-            let silent = self.shared.silent_for(Instant::now());
-            if silent >= k.dead_after() {
-                self.state = TxState::Done;
-                return Err(LinkError::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "keepalive: nothing received for {:.1}s (ping interval {:?} + timeout {:?})",
-                        silent.as_secs_f64(),
-                        k.interval,
-                        k.timeout
-                    ),
-                )));
-            }
-            let next = if silent >= k.interval {
-                // One Ping per silence; the next check is the deadline.
-                if self.state == TxState::Open && self.ping_end <= self.wpos {
+            let heard = self.shared.born + Duration::from_nanos(self.shared.last_rx.load(Relaxed));
+            let Some((m, _)) = &mut self.keepalive else {
+                return Ok(());
+            };
+            m.on_rx(heard);
+            match m.poll(Instant::now()) {
+                Due::Dead(silent) => {
+                    let k = m.config();
+                    self.state = TxState::Done;
+                    return Err(LinkError::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "keepalive: nothing received for {:.1}s (ping interval {:?} + timeout {:?})",
+                            silent.as_secs_f64(),
+                            k.interval,
+                            k.timeout
+                        ),
+                    )));
+                }
+                // A Ping per interval of silence (one pending at most).
+                Due::Probe if self.state == TxState::Open && self.ping_end <= self.wpos => {
                     self.pings += 1;
                     let mask = self.mask();
                     codec::encode(&mut self.wbuf, op::PING, &self.pings.to_be_bytes(), mask);
-                    self.shared.pinged(self.pings);
                     self.ping_end = self.wbuf.len();
+                    self.shared.pinged(self.pings);
                 }
-                k.dead_after() - silent
-            } else {
-                k.interval - silent
-            };
-            if let Some((_, t)) = &mut self.keepalive {
-                t.set_after(next);
+                _ => {}
+            }
+            if let Some((m, t)) = &mut self.keepalive {
+                t.set_at(m.poll_timeout());
             }
         }
     }
