@@ -125,9 +125,7 @@ pub async fn run(
     let mut wired = build_node(&args.tap, &args.switch)?;
     wired.role = "client";
     wired.settings = crate::node::settings(&args.tap, &args.switch, &args.link);
-    wired.transports = Some(transports.ws.clone());
-    wired.udp = Some(transports.udp.stats().clone());
-    wired.quic = Some(transports.quic.stats().clone());
+    wired.registry = transports.registry();
     let node = wired.node.clone();
     let (tap, name) = attach_tap(&ex, &node, &args.tap)?;
     wired.name = name;

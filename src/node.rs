@@ -21,12 +21,10 @@ pub struct Wired {
     pub chains: Vec<Arc<Chain>>,
     /// Node-level counters for the report (name, value).
     pub counters: Vec<(&'static str, Arc<AtomicU64>)>,
-    /// Transports to reload on SIGHUP (certificates, htpasswd).
-    pub transports: Option<etherws_ws::Ws>,
-    /// The udp transport's drop counters, for the report.
-    pub udp: Option<Arc<etherws_udp::UdpStats>>,
-    /// The quic transport's.
-    pub quic: Option<Arc<etherws_quic::QuicStats>>,
+    /// Every transport of the program (built-in and a program's own):
+    /// reloaded on SIGHUP and counted in the report through the
+    /// `Transport` trait, none named here.
+    pub registry: etherws_core::Registry,
     /// The server's authentication policy (reloaded on SIGHUP, counted
     /// in the report).
     pub gate: Option<Arc<etherws_auth::Gate>>,
@@ -50,9 +48,7 @@ impl Wired {
             node,
             chains,
             counters: Vec::new(),
-            transports: None,
-            udp: None,
-            quic: None,
+            registry: etherws_core::Registry::new(),
             gate: None,
             refused: None,
             listeners: Vec::new(),
@@ -414,15 +410,12 @@ pub async fn reload(w: &Wired) -> Vec<String> {
         }
         lines.push(line);
     };
-    if let Some(ws) = w.transports.clone() {
-        // Reading files and bcrypt-free parsing, but off the executor all
-        // the same.
-        let (done, failed) = smol::unblock(move || ws.reload()).await;
-        for d in done {
-            say(true, d);
-        }
-        for f in failed {
-            say(false, f);
+    // Reading files: off the executor.
+    let registry = w.registry.clone();
+    for r in smol::unblock(move || registry.reload()).await {
+        match r {
+            Ok(d) => say(true, d),
+            Err(f) => say(false, f),
         }
     }
     if let Some(gate) = w.gate.clone() {

@@ -179,9 +179,7 @@ pub async fn run(
     wired.role = "server";
     wired.settings = crate::node::settings(&args.tap, &args.switch, &args.link);
     wired.gate = Some(transports.gate.clone());
-    wired.transports = Some(transports.ws.clone());
-    wired.udp = Some(transports.udp.stats().clone());
-    wired.quic = Some(transports.quic.stats().clone());
+    wired.registry = transports.registry();
     let node = wired.node.clone();
     let tap = if args.no_tap {
         None

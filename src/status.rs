@@ -171,11 +171,8 @@ impl Snapshot {
         for (name, v) in &w.counters {
             counters.insert(name.to_string(), v.load(Relaxed));
         }
-        for (name, v) in w.udp.iter().flat_map(|u| u.counters()) {
-            counters.insert(name.to_string(), v.load(Relaxed));
-        }
-        for (name, v) in w.quic.iter().flat_map(|q| q.counters()) {
-            counters.insert(name.to_string(), v.load(Relaxed));
+        for (name, v) in w.registry.counters() {
+            counters.insert(name, v);
         }
         let auth = w.gate.iter().filter(|g| g.requires_auth());
         for (name, v) in auth.flat_map(|g| g.stats().counters()) {

@@ -296,6 +296,19 @@ pub trait Transport: Send + Sync {
     fn authenticates(&self) -> Authenticates {
         Authenticates::No
     }
+    /// Re-reads what the transport read from files (certificates, keys)
+    /// when the program reloads (SIGHUP, `etherws ctl reload`): one line
+    /// per thing, `Ok` when done, `Err` when it failed (the old stays).
+    /// Called off the event loop: it may block. Default: nothing.
+    fn reload(&self) -> Vec<Result<String, String>> {
+        Vec::new()
+    }
+    /// The transport's own counters (drops, refusals...), by name as the
+    /// report prints them; the report, `etherws status` and the metrics
+    /// show them with no wiring of their own. Default: none.
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Whether a transport's listeners check the server's users.
@@ -397,6 +410,30 @@ impl Registry {
             Ok(t) => t.listen(url, params),
             Err(e) => Box::pin(futures::future::ready(Err(e))),
         }
+    }
+}
+
+impl Registry {
+    /// Each transport once (a transport registered for several schemes,
+    /// or again by `merge`, is one).
+    fn each(&self) -> Vec<&Arc<dyn Transport>> {
+        let mut seen: Vec<&Arc<dyn Transport>> = Vec::new();
+        for t in &self.transports {
+            if !seen.iter().any(|s| Arc::ptr_eq(s, t)) {
+                seen.push(t);
+            }
+        }
+        seen
+    }
+
+    /// [`Transport::reload`] of every transport.
+    pub fn reload(&self) -> Vec<Result<String, String>> {
+        self.each().into_iter().flat_map(|t| t.reload()).collect()
+    }
+
+    /// [`Transport::counters`] of every transport.
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        self.each().into_iter().flat_map(|t| t.counters()).collect()
     }
 }
 

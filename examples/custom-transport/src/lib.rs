@@ -10,7 +10,8 @@
 //!
 //! `src/main.rs` registers both in a complete `etherws` program.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::{AsyncRead, AsyncWrite, FutureExt};
@@ -151,8 +152,23 @@ impl Transport for Exec {
 
 /// `unix:PATH` (or `unix:///PATH`): the stream framing over a Unix
 /// stream socket. Listening removes a stale socket file first.
+///
+/// It takes part in the program's reload and report through the
+/// `Transport` trait alone: `counters` says how many links it made and
+/// how many greetings failed, `reload` checks that each socket it listens
+/// on is still there (a cleaner may have removed it).
 #[derive(Clone, Debug, Default)]
-pub struct Unix;
+pub struct Unix {
+    state: Arc<UnixState>,
+}
+
+#[derive(Debug, Default)]
+struct UnixState {
+    links: AtomicU64,
+    failed: AtomicU64,
+    /// The socket paths listened on.
+    listening: Mutex<Vec<String>>,
+}
 
 fn unix_path(url: &Url) -> Result<String, TransportError> {
     let p = percent_decode(url.path());
@@ -170,12 +186,17 @@ async fn handshake_link<R, W>(
     mut w: W,
     params: LinkParams,
     remote: String,
+    state: Arc<UnixState>,
 ) -> Result<Link, TransportError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    stream::handshake(&mut r, &mut w, &params).await?;
+    if let Err(e) = stream::handshake(&mut r, &mut w, &params).await {
+        state.failed.fetch_add(1, Relaxed);
+        return Err(e);
+    }
+    state.links.fetch_add(1, Relaxed);
     Ok(stream::link(
         r,
         w,
@@ -198,6 +219,7 @@ impl Transport for Unix {
         params: &LinkParams,
     ) -> BoxFuture<'static, Result<Link, TransportError>> {
         let (path, params) = (unix_path(url), params.clone());
+        let state = self.state.clone();
         async move {
             let path = path?;
             // The caller prints the URL: the context says what failed.
@@ -206,7 +228,7 @@ impl Transport for Unix {
                     .await
                     .map_err(io_error("connecting"))?;
                 // The socket's two clones are independent halves (no lock).
-                handshake_link(s.clone(), s, params.clone(), path.clone()).await
+                handshake_link(s.clone(), s, params.clone(), path.clone(), state).await
             })
             .await
         }
@@ -223,20 +245,52 @@ impl Transport for Unix {
             let _ = std::fs::remove_file(&path);
             let l = smol::net::unix::UnixListener::bind(&path)
                 .map_err(io_error(format!("binding unix:{path}")))?;
+            lock(&self.state.listening).push(path.clone());
             Ok(Box::new(UnixListener {
                 l,
                 path,
                 params: params.clone(),
+                state: self.state.clone(),
             }) as Box<dyn Listener>)
         });
         async move { r }.boxed()
     }
+
+    fn reload(&self) -> Vec<Result<String, String>> {
+        lock(&self.state.listening)
+            .iter()
+            .map(|p| {
+                if std::path::Path::new(p).exists() {
+                    Ok(format!("unix:{p} still listening"))
+                } else {
+                    Err(format!(
+                        "unix:{p}: the socket file is gone; clients cannot reach it until a restart"
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![
+            ("unix links made".into(), self.state.links.load(Relaxed)),
+            (
+                "unix greetings failed".into(),
+                self.state.failed.load(Relaxed),
+            ),
+        ]
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct UnixListener {
     l: smol::net::unix::UnixListener,
     path: String,
     params: LinkParams,
+    state: Arc<UnixState>,
 }
 
 impl Listener for UnixListener {
@@ -250,7 +304,8 @@ impl Listener for UnixListener {
             let (params, remote) = (self.params.clone(), format!("{} (accepted)", self.path));
             // The greeting runs in the pending link, under the handshake's
             // own timeout: a silent peer holds up nobody.
-            Ok(handshake_link(s.clone(), s, params, remote).boxed() as PendingLink)
+            let state = self.state.clone();
+            Ok(handshake_link(s.clone(), s, params, remote, state).boxed() as PendingLink)
         }
         .boxed()
     }
@@ -263,6 +318,7 @@ impl Listener for UnixListener {
 impl Drop for UnixListener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        lock(&self.state.listening).retain(|p| *p != self.path);
     }
 }
 

@@ -5,5 +5,5 @@
 use etherws_custom_transport::{Exec, Unix};
 
 fn main() -> std::process::ExitCode {
-    etherws::main_with(etherws::Registry::new().with(Exec).with(Unix))
+    etherws::main_with(etherws::Registry::new().with(Exec).with(Unix::default()))
 }

@@ -16,7 +16,7 @@ fn sock(tag: &str) -> String {
 
 fn unix_setup(tag: &str) -> Setup {
     let mut s = Setup::new(
-        Arc::new(Unix),
+        Arc::new(Unix::default()),
         &format!("unix:{}", sock(tag)),
         |path| format!("unix:{path}").parse().unwrap(),
         &format!("unix:{}", sock("nobody")),

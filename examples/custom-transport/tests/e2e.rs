@@ -165,6 +165,28 @@ fn unix_transport_server_and_client_across_namespaces() {
     );
     assert!(ok, "no ping over unix: within 30 s:\n{logs}");
     assert!(logs.contains("listening on unix:"), "{logs}");
+    // The plugin's counters are in the report, and it reloads, through
+    // the Transport trait alone (the program names no unix: type).
+    let server_log = || std::fs::read_to_string(&slog).unwrap_or_default();
+    let wait = |what: &str| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if server_log().contains(what) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    let pid = server.0.id() as i32;
+    unsafe { libc_kill(pid, 10) }; // SIGUSR1
+    assert!(wait("unix links made: 1"), "{}", server_log());
+    unsafe { libc_kill(pid, 1) }; // SIGHUP
+    let listening = format!("reload: unix:{} still listening", sock.display());
+    assert!(wait(&listening), "{}", server_log());
+    std::fs::remove_file(&sock).unwrap();
+    unsafe { libc_kill(pid, 1) };
+    assert!(wait("the socket file is gone"), "{}", server_log());
     drop(client);
     drop(server);
     for f in [slog, clog] {

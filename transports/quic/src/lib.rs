@@ -308,6 +308,14 @@ impl etherws_core::Transport for Quic {
     fn authenticates(&self) -> etherws_core::Authenticates {
         etherws_core::Authenticates::Users
     }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.stats
+            .counters()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 fn listen(

@@ -192,6 +192,14 @@ impl Transport for Udp {
         async move { r.map(|l| Box::new(l) as Box<dyn Listener>) }.boxed()
     }
 
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.stats
+            .counters()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.load(Relaxed)))
+            .collect()
+    }
+
     /// No per-user identity: with a key, every peer proves it holds it.
     fn authenticates(&self) -> etherws_core::Authenticates {
         if self.cfg.psk.is_some() {

@@ -355,4 +355,12 @@ impl Transport for Ws {
     fn authenticates(&self) -> etherws_core::Authenticates {
         etherws_core::Authenticates::Users
     }
+
+    fn reload(&self) -> Vec<Result<String, String>> {
+        let (done, failed) = Ws::reload(self);
+        done.into_iter()
+            .map(Ok)
+            .chain(failed.into_iter().map(Err))
+            .collect()
+    }
 }
