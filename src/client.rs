@@ -147,7 +147,7 @@ pub async fn run(
         let once = args.once;
         let retry_auth = args.retry_auth;
         // Retries are logged at most once every 10 s (the first loudly).
-        let retry_log = etherws_core::stats::LogLimiter::new(1, Duration::from_secs(10));
+        let retry_log = etherws_core::log::LogLimiter::new(1, Duration::from_secs(10));
         let failback = Duration::from_secs(args.failback);
         let mut backoff = Backoff::new(Duration::from_secs(args.max_backoff.max(1)));
         async move {
@@ -241,7 +241,7 @@ pub async fn run(
                         } else if let Some(n) = retry_log.check(Instant::now()) {
                             log::info!(
                                 "cannot reach {which} (last: {url}: {e}); retry {failures} in {wait:.1?}{}",
-                                etherws_core::stats::suppressed_note(n)
+                                etherws_core::log::suppressed_note(n)
                             );
                         }
                         Timer::after(wait).await;

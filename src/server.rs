@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use etherws_core::stats::{suppressed_note, LogLimiter};
+use etherws_core::log::{suppressed_note, LogLimiter};
 use etherws_core::{Authenticates, Listener, Node, PortConfig, PortKind, TransportError};
 use futures::future::{self, Either};
 use futures::FutureExt;

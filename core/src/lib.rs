@@ -20,6 +20,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod helpers;
 pub mod keepalive;
+pub mod log;
 pub mod node;
 pub mod offload;
 pub mod stats;

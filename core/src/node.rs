@@ -25,7 +25,8 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use crate::filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, Verdict};
 use crate::frame::Frame;
-use crate::stats::{suppressed_note, DropReason, LogLimiter, PortCounters, PortStats};
+use crate::log::{suppressed_note, LogLimiter};
+use crate::stats::{DropReason, PortCounters, PortStats};
 use crate::switch::{
     Decision, FdbRow, Learned, Outcome, PortConfig, PortId, Switch, SwitchConfig, SwitchDrop,
 };

@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use futures::{AsyncWrite, Sink, Stream};
 
 use crate::frame::Frame;
-use crate::stats::LogLimiter;
+use crate::log::LogLimiter;
 use crate::transport::{Link, LinkError, PeerInfo};
 use crate::wire::{self, MacAddr};
 

@@ -52,8 +52,8 @@ pub struct FilterStats {
     /// by id, so `counter_add` (per frame) takes no lock.
     names: Mutex<Vec<String>>,
     values: [AtomicU64; abi::MAX_COUNTERS],
-    /// Guest log lines: (window start, lines in window, suppressed).
-    log_window: Mutex<(Option<Instant>, u32, u64)>,
+    /// Guest log lines: at most GUEST_LOG_PER_SEC a second.
+    log_limit: etherws_core::log::LogLimiter,
 }
 
 /// The per-frame counts of one instance slot, on cache lines of their own
@@ -83,7 +83,10 @@ impl FilterStats {
             last_fault: Mutex::new(None),
             names: Mutex::new(Vec::new()),
             values: std::array::from_fn(|_| AtomicU64::new(0)),
-            log_window: Mutex::new((None, 0, 0)),
+            log_limit: etherws_core::log::LogLimiter::new(
+                GUEST_LOG_PER_SEC,
+                std::time::Duration::from_secs(1),
+            ),
         }
     }
 
@@ -182,27 +185,10 @@ impl FilterStats {
             .collect()
     }
 
-    pub(crate) fn guest_log_allowed(&self) -> bool {
-        let mut w = self.log_window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match w.0 {
-            Some(start) if now.duration_since(start).as_secs() < 1 => {
-                if w.1 < GUEST_LOG_PER_SEC {
-                    w.1 += 1;
-                    true
-                } else {
-                    w.2 += 1;
-                    false
-                }
-            }
-            _ => {
-                if w.2 > 0 {
-                    log::warn!("filter log: {} lines suppressed in the last second", w.2);
-                }
-                *w = (Some(now), 1, 0);
-                true
-            }
-        }
+    /// Whether a guest log line may go out now: `Some(suppressed)` (the
+    /// lines held back since the last one), or `None`.
+    pub(crate) fn guest_log_allowed(&self) -> Option<u64> {
+        self.log_limit.check(Instant::now())
     }
 }
 
@@ -320,7 +306,7 @@ pub struct Filter {
     /// Largest frame with offload metadata this filter takes whole: its
     /// buffer capacity if it declares `CAP_SUPER_FRAMES`, else 0.
     super_frames: AtomicUsize,
-    fault_log: etherws_core::stats::LogLimiter,
+    fault_log: etherws_core::log::LogLimiter,
 }
 
 /// What a single call decided.
@@ -933,11 +919,7 @@ impl Filter {
                     "closed"
                 },
                 self.stats.faults.load(Relaxed),
-                if suppressed > 0 {
-                    format!(", {suppressed} similar lines suppressed")
-                } else {
-                    String::new()
-                }
+                etherws_core::log::suppressed_note(suppressed)
             );
         }
         if let Some(limit) = self.spec.unload_after {

@@ -59,20 +59,21 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
             // Bounds are checked even for lines the rate limit drops, so a
             // bad pointer is a fault whatever the timing.
             memory_slice(&mut c, ptr, len)?;
-            if !c.data().stats.guest_log_allowed() {
+            let Some(suppressed) = c.data().stats.guest_log_allowed() else {
                 return Ok(());
-            }
+            };
+            let note = etherws_core::log::suppressed_note(suppressed);
             let line = memory_slice(&mut c, ptr, len.min(MAX_LOG_LINE))?;
             let text = String::from_utf8_lossy(line).into_owned();
             let st = c.data();
             {
                 let name = &st.name;
                 match level {
-                    abi::LOG_ERROR => log::error!("filter {name}: {text}"),
-                    abi::LOG_WARN => log::warn!("filter {name}: {text}"),
-                    abi::LOG_INFO => log::info!("filter {name}: {text}"),
-                    abi::LOG_DEBUG => log::debug!("filter {name}: {text}"),
-                    _ => log::trace!("filter {name}: {text}"),
+                    abi::LOG_ERROR => log::error!("filter {name}: {text}{note}"),
+                    abi::LOG_WARN => log::warn!("filter {name}: {text}{note}"),
+                    abi::LOG_INFO => log::info!("filter {name}: {text}{note}"),
+                    abi::LOG_DEBUG => log::debug!("filter {name}: {text}{note}"),
+                    _ => log::trace!("filter {name}: {text}{note}"),
                 }
             }
             Ok(())

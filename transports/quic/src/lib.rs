@@ -103,7 +103,7 @@ pub struct QuicStats {
     /// Datagrams that are not frames or pieces.
     pub malformed: AtomicU64,
     /// One limit on the warnings of all links (20 per 10 s).
-    pub(crate) log: etherws_core::stats::LogLimiter,
+    pub(crate) log: etherws_core::log::LogLimiter,
 }
 
 impl Default for QuicStats {
@@ -112,7 +112,7 @@ impl Default for QuicStats {
             incomplete: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
-            log: etherws_core::stats::LogLimiter::new(20, Duration::from_secs(10)),
+            log: etherws_core::log::LogLimiter::new(20, Duration::from_secs(10)),
         }
     }
 }

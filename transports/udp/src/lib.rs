@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::FutureExt;
-use etherws_core::stats::{suppressed_note, LogLimiter};
+use etherws_core::log::{suppressed_note, LogLimiter};
 use etherws_core::url::Url;
 use etherws_core::{Link, LinkParams, Listener, Transport, TransportError};
 
