@@ -329,6 +329,12 @@ pub struct LinkArgs {
     /// lossy one each lost IP fragment loses a whole 64 KiB super-frame.
     #[arg(long)]
     pub udp_offload: bool,
+    /// udp:// only: do not clamp TCP's MSS. By default SYNs that cross a
+    /// udp:// link announce at most what fits one datagram on a 1500-byte
+    /// path (1406 bytes, 1382 with --psk-file), so full-size frames cross
+    /// without IP fragments (a lost fragment loses the frame).
+    #[arg(long)]
+    pub no_mss_clamp: bool,
     /// quic:// only: QUIC's congestion control (cubic, bbr, newreno).
     #[arg(long, default_value = "cubic", value_name = "ALGO")]
     pub quic_cc: etherws_quic::Congestion,

@@ -43,6 +43,7 @@ pub fn link_params(link: &LinkArgs, tap: &TapArgs, sw: &SwitchArgs) -> LinkParam
     LinkParams::new(crate::node::node_config(tap, sw).max_frame)
         .with_offload(!tap.no_offload)
         .with_handshake_timeout(Duration::from_secs(link.handshake_timeout))
+        .with_clamp_mss(!link.no_mss_clamp)
         .with_keepalive((link.ping_interval > 0).then(|| Keepalive {
             interval: Duration::from_secs(link.ping_interval),
             timeout: Duration::from_secs(link.ping_timeout),

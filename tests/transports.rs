@@ -263,3 +263,88 @@ fn udp_offload_carries_super_frames_and_20_mb_both_ways() {
         "offload was not agreed:\n{log}"
     );
 }
+
+/// The packets matching `filter` on `dev` in `ns` while `work` runs, as
+/// `tcpdump -v` prints them (tcpdump started and stopped by the test).
+fn capture(ns: &Netns, dev: &str, filter: &str, work: impl FnOnce()) -> String {
+    let pcap = scratch(&format!("{}.pcap", unique("cap")));
+    let (cap, log) = spawn_in(
+        ns,
+        "tcpdump",
+        &[
+            "tcpdump",
+            "-i",
+            dev,
+            "-n",
+            "-U",
+            "-w",
+            pcap.to_str().unwrap(),
+            filter,
+        ],
+    );
+    assert!(
+        poll(UP, || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("listening on"))),
+        "tcpdump did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    work();
+    std::thread::sleep(std::time::Duration::from_millis(300)); // the last packets out
+    drop(cap);
+    let out = std::process::Command::new("tcpdump")
+        .args(["-n", "-v", "-r", pcap.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&pcap);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 18, acceptance 2: at the default MTU over a 1500-byte underlay,
+/// SYNs crossing udp:// announce an MSS whose segments fit one datagram:
+/// a 20 MB transfer makes no IP fragment on the underlay; without the
+/// clamp, the same transfer does (the capture sees them).
+#[test]
+fn udp_clamps_the_mss_so_full_size_frames_cross_without_ip_fragments() {
+    if !root_or_skip("mss_clamp") {
+        return;
+    }
+    let fragments = "ip[6:2] & 0x3fff != 0";
+    for clamp in [true, false] {
+        let off: &[&str] = if clamp { &[] } else { &["--no-mss-clamp"] };
+        let h = udp_two_hosts(if clamp { "mssc" } else { "mssn" }, off);
+        let _c = client_with(&h.cli, "client", &[UDP_URL], off, 2);
+        assert!(h.cli.ping_until(SRV_TAP, UP), "{}", h.server.log());
+        let mut syns = String::new();
+        let frags = capture(&h.srv, "veth0", fragments, || {
+            syns = capture(&h.srv, "ethws0", "tcp[tcpflags] & tcp-syn != 0", || {
+                let port = if clamp {
+                    "198.19.0.1:5041"
+                } else {
+                    "198.19.0.1:5042"
+                };
+                let (got, ok) = tcp_transfer(&h.cli, &h.srv, port, 20 << 20);
+                assert!(ok, "20 MB over udp (clamp {clamp}): {got} bytes");
+            });
+        });
+        // (tcpdump -v prints a packet on two lines; the first starts with
+        // its time)
+        let n = frags
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .count();
+        eprintln!("udp, mss clamp {clamp}: {n} IP fragments on the underlay in 20 MB; SYNs at the server:\n{syns}");
+        if clamp {
+            assert_eq!(n, 0, "fragments with the clamp on:\n{frags}");
+            assert!(
+                syns.contains("mss 1406"),
+                "the SYN was not clamped:\n{syns}"
+            );
+        } else {
+            assert!(
+                n > 1000,
+                "the capture saw {n} fragments without the clamp: it cannot tell"
+            );
+            assert!(syns.contains("mss 1460"), "{syns}");
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod helpers;
 pub mod keepalive;
 pub mod log;
+pub mod mss;
 pub mod node;
 pub mod offload;
 pub mod stats;

@@ -496,11 +496,13 @@ impl Node {
             offload,
             offload_udp,
             probe,
+            mss_clamp,
             ..
         } = link;
         let takes = Takes {
             offload,
             udp: offload && offload_udp,
+            mss: mss_clamp,
         };
         let reader = {
             let node = self.clone();
@@ -1181,12 +1183,32 @@ struct Pump<'a> {
     counters: &'a PortCounters,
 }
 
+/// A SYN announcing more than `max` gets `max` (copied: SYNs are few);
+/// every other frame goes as it is, untouched and uncopied.
+fn clamp_mss(mut frame: Frame, max: u16) -> Frame {
+    if !crate::mss::needs_clamp(frame.as_ref(), max) {
+        return frame;
+    }
+    let partial = frame
+        .meta
+        .vnet
+        .is_some_and(|h| h.flags & crate::offload::F_NEEDS_CSUM != 0);
+    let mut bytes = frame.bytes().to_vec();
+    if crate::mss::clamp(&mut bytes, max, partial) {
+        frame.set_bytes(bytes);
+    }
+    frame
+}
+
 /// Which offload metadata a port's link takes as it is (`Link::offload`,
 /// `Link::offload_udp`); the writer finishes the rest in software.
 #[derive(Clone, Copy, Debug)]
 struct Takes {
     offload: bool,
     udp: bool,
+    /// TCP SYNs leaving through this link announce at most this MSS
+    /// (`Link::mss_clamp`).
+    mss: Option<u16>,
 }
 
 impl Pump<'_> {
@@ -1209,6 +1231,9 @@ impl Pump<'_> {
     }
 
     fn filter_and_hold(&mut self, mut frame: Frame) {
+        if let Some(max) = self.takes.mss {
+            frame = clamp_mss(frame, max);
+        }
         if self.egress.is_empty() {
             return self.held.push_back(frame);
         }

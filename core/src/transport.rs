@@ -113,6 +113,9 @@ pub struct LinkParams {
     /// `None`: no probes, no dead-peer detection (a transport whose wire
     /// needs traffic to stay open, e.g. through NAT, may still send some).
     pub keepalive: Option<Keepalive>,
+    /// Links that carry a frame per datagram may clamp TCP's MSS to what
+    /// fits one (`Link::mss_clamp`); false: they must not.
+    pub clamp_mss: bool,
 }
 
 impl LinkParams {
@@ -127,7 +130,13 @@ impl LinkParams {
                 interval: Duration::from_secs(15),
                 timeout: Duration::from_secs(10),
             }),
+            clamp_mss: true,
         }
+    }
+
+    pub fn with_clamp_mss(mut self, on: bool) -> Self {
+        self.clamp_mss = on;
+        self
     }
 
     pub fn with_offload(mut self, on: bool) -> Self {
@@ -202,6 +211,12 @@ pub struct Link {
     /// What the transport can tell about the live link (its round-trip
     /// time), for status views. Optional.
     pub probe: Option<Arc<dyn LinkProbe>>,
+    /// TCP MSS clamping (as OpenVPN's `mssfix`): SYNs the node sends out
+    /// through this link announce at most this MSS (over IPv4; 20 less
+    /// over IPv6), so the segments of the connections they open fit one
+    /// datagram of the link unfragmented. A transport that carries each
+    /// frame in one datagram sets it when `LinkParams::clamp_mss` allows.
+    pub mss_clamp: Option<u16>,
 }
 
 /// What a transport can tell about one of its live links, read when an
@@ -233,6 +248,7 @@ impl Link {
             offload_udp: false,
             user: None,
             probe: None,
+            mss_clamp: None,
         }
     }
 }

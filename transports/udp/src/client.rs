@@ -156,6 +156,9 @@ async fn hello(
             link.offload = vnet;
             link.offload_udp = vnet;
             link.probe = Some(probe);
+            // Whole super-frames cross fragmented by choice (offload);
+            // otherwise each frame is one datagram: clamp.
+            link.mss_clamp = (params.clamp_mss && !vnet).then(|| crate::mss_for(cfg.psk.is_some()));
             return Ok(link);
         }
     }

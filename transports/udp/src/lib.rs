@@ -38,6 +38,16 @@ use etherws_core::{Link, LinkParams, Listener, Transport, TransportError};
 
 pub use wire::Key;
 
+/// The path MTU udp:// plans for (the internet's): a datagram of IP (20)
+/// and UDP (8) headers, ours (8, 32 with a key) and the frame fits it.
+pub const PATH_MTU: u16 = 1500;
+
+/// The MSS that makes a TCP segment's frame (Ethernet 14, a VLAN tag 4,
+/// IPv4 20, TCP 20) fit one datagram of a [`PATH_MTU`] path.
+pub fn mss_for(keyed: bool) -> u16 {
+    PATH_MTU - 28 - wire::overhead(keyed) as u16 - 18 - 40
+}
+
 /// The port when a udp:// URL names none.
 pub const DEFAULT_PORT: u16 = 8080;
 

@@ -358,6 +358,8 @@ impl Receiver {
         link.offload = sh.vnet;
         link.offload_udp = sh.vnet;
         link.probe = Some(sh.clone());
+        link.mss_clamp =
+            (self.params.clamp_mss && !sh.vnet).then(|| crate::mss_for(self.cfg.psk.is_some()));
         if self.backlog.try_send(link).is_err() {
             return st.note(
                 &st.stray,

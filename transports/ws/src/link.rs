@@ -267,6 +267,8 @@ where
         offload_udp: p.vnet,
         user: None,
         probe: Some(Arc::new(handle.clone())),
+        // A byte stream: TCP below cuts segments to the path.
+        mss_clamp: None,
     };
     (link, handle)
 }
