@@ -634,6 +634,57 @@ pub(crate) mod tests {
         }
     }
 
+    /// spec/filter-abi.md §3.1, the rule for a filter that changes an IP
+    /// address of a super-frame: the IPv4 header checksum (complete) is
+    /// updated as RFC 1624 says, the partial L4 field (a sum, not a
+    /// complement) the other way: S' = S + ~m + m'. Completed as a NIC or
+    /// the kernel completes it (the complement of the sum from
+    /// `csum_start`, the field included), the checksum is then right;
+    /// updated as if it were complete (the rule spec §3.1 gave before) it
+    /// is wrong.
+    #[test]
+    fn a_partial_checksum_follows_an_address_change_as_a_sum() {
+        let add = |a: u16, b: u16| {
+            let s = u32::from(a) + u32::from(b);
+            ((s & 0xffff) + (s >> 16)) as u16
+        };
+        // RFC 1624 eqn. 3, for a complemented checksum.
+        let complete = |hc: u16, m: u16, m2: u16| !add(add(!hc, !m), m2);
+        // The same change to a plain (not complemented) sum.
+        let partial = |sum: u16, m: u16, m2: u16| add(add(sum, !m), m2);
+        let payload: Vec<u8> = (0..6000u32).map(|i| (i * 13) as u8).collect();
+        for (rule_is_sum, right) in [(true, true), (false, false)] {
+            let (mut f, h) = tcp4_super(&payload, false, 1448);
+            let (l3, l4) = (14, usize::from(h.csum_start));
+            // Source address 198.19.0.2 -> 198.19.0.9: its low word 0x0002 -> 0x0009.
+            let (m, m2) = (0x0002u16, 0x0009u16);
+            f[l3 + 15] = 9;
+            let ipc = u16::from_be_bytes([f[l3 + 10], f[l3 + 11]]);
+            f[l3 + 10..l3 + 12].copy_from_slice(&complete(ipc, m, m2).to_be_bytes());
+            let c = l4 + usize::from(h.csum_offset);
+            let s0 = u16::from_be_bytes([f[c], f[c + 1]]);
+            let s1 = if rule_is_sum {
+                partial(s0, m, m2)
+            } else {
+                complete(s0, m, m2)
+            };
+            f[c..c + 2].copy_from_slice(&s1.to_be_bytes());
+            // Completion: the complement of the sum from csum_start.
+            let done = fold(sum16(0, &f[l4..]));
+            f[c..c + 2].copy_from_slice(&done.to_be_bytes());
+            let len = (f.len() - l4) as u32;
+            let ps = sum16(0, &f[l3 + 12..l3 + 20]) + 6 + len;
+            let ok = fold(sum16(ps, &f[l4..])) == 0;
+            assert_eq!(
+                ok,
+                right,
+                "the {} rule",
+                if rule_is_sum { "sum" } else { "complete" }
+            );
+            assert_eq!(fold(sum16(0, &f[l3..l3 + 20])), 0, "IPv4 header checksum");
+        }
+    }
+
     #[test]
     fn a_partial_checksum_is_completed() {
         let (f, mut h) = tcp4_super(&[9u8; 100], false, 1448);
