@@ -348,3 +348,147 @@ fn udp_clamps_the_mss_so_full_size_frames_cross_without_ip_fragments() {
         }
     }
 }
+
+/// A NAT in a thread: datagrams from the client (on `listen`) go to
+/// `server` from an outside socket that `rebind` replaces, as a NAT does
+/// when its mapping expires; answers to the old socket are dropped, as a
+/// NAT drops them. Bounded: it stops after `stop` or 120 s.
+struct Nat {
+    rebind: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Nat {
+    fn start(ns: &Netns, listen: &'static str, server: &'static str) -> Nat {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        use std::sync::Arc;
+        let rebind = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st) = (rebind.clone(), stop.clone());
+        let path = format!("/var/run/netns/{}", ns.name);
+        let thread = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            assert_eq!(
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) },
+                0
+            );
+            let inside = std::net::UdpSocket::bind(listen).unwrap();
+            let outs = [
+                std::net::UdpSocket::bind("0.0.0.0:0").unwrap(),
+                std::net::UdpSocket::bind("0.0.0.0:0").unwrap(),
+            ];
+            for s in std::iter::once(&inside).chain(&outs) {
+                s.set_nonblocking(true).unwrap();
+            }
+            let mut client = None;
+            let mut buf = vec![0u8; 65536];
+            let t = std::time::Instant::now();
+            while !st.load(Relaxed) && t.elapsed() < std::time::Duration::from_secs(120) {
+                let cur = usize::from(r.load(Relaxed));
+                let mut busy = false;
+                while let Ok((n, from)) = inside.recv_from(&mut buf) {
+                    client = Some(from);
+                    let _ = outs[cur].send_to(&buf[..n], server);
+                    busy = true;
+                }
+                for (i, o) in outs.iter().enumerate() {
+                    while let Ok((n, _)) = o.recv_from(&mut buf) {
+                        busy = true;
+                        if i == cur {
+                            if let Some(c) = client {
+                                let _ = inside.send_to(&buf[..n], c);
+                            }
+                        }
+                    }
+                }
+                if !busy {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+        });
+        Nat {
+            rebind,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Issue 18 scope 6: a client whose public address changes (the NAT's
+/// mapping moved to another port) keeps its session: the next
+/// authenticated datagram moves it, as WireGuard roams, instead of a
+/// keepalive failure and a new HELLO. Without a key there is no roaming.
+#[test]
+fn udp_roams_when_the_clients_address_changes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !root_or_skip("udp_roam") {
+        return;
+    }
+    let d = files("roam");
+    let psk = s(&write_file(&d, "psk", "a key for the roaming test\n"));
+    let h = udp_two_hosts("roam", &["--psk-file", &psk]);
+    let nat = Nat::start(&h.cli, "127.0.0.1:7777", "198.18.0.1:8080");
+    let client = client_with(
+        &h.cli,
+        "client",
+        &["udp://127.0.0.1:7777"],
+        &["--psk-file", &psk],
+        2,
+    );
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "{}\n{}",
+        client.log(),
+        h.server.log()
+    );
+    nat.rebind.store(true, Relaxed);
+    // Pings resume at once (keepalive would take 25 s).
+    assert!(
+        h.cli.ping_until(SRV_TAP, std::time::Duration::from_secs(5)),
+        "no ping after the address changed:\n{}",
+        h.server.log()
+    );
+    assert!(
+        h.server.wait_log(UP, |l| l.contains("moved from")
+            && l.contains("NAT rebinding")),
+        "{}",
+        h.server.log()
+    );
+    assert_eq!(
+        client.log().matches("connected to").count(),
+        1,
+        "{}",
+        client.log()
+    );
+    let report = h.server.report();
+    assert!(
+        report.contains("udp sessions moved (NAT rebinding): 1"),
+        "{report}"
+    );
+    assert_eq!(
+        report
+            .lines()
+            .filter(|l| l.starts_with("port ") && l.contains("udp://"))
+            .count(),
+        1,
+        "one session, moved:\n{report}"
+    );
+}
+
+fn write_file(d: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = d.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    p
+}

@@ -122,7 +122,7 @@ async fn hello(
             replay.accept(d.counter);
             let sh = Arc::new(Shared {
                 sock: sock.clone(),
-                to: None,
+                to: std::sync::Mutex::new(None),
                 session: d.session,
                 key: cfg.psk.clone(),
                 counter: AtomicU64::new(counter),

@@ -108,6 +108,8 @@ pub struct UdpStats {
     /// HELLOs without a valid cookie, answered with one (a spoofed
     /// source never gets further).
     pub cookies: AtomicU64,
+    /// Sessions that moved to a new client address (NAT rebinding).
+    pub roamed: AtomicU64,
     /// One limit on the warnings of all links (20 per 10 s).
     log: LogLimiter,
 }
@@ -123,6 +125,7 @@ impl Default for UdpStats {
             queue_full: zero(),
             send_errors: zero(),
             cookies: zero(),
+            roamed: zero(),
             log: LogLimiter::new(20, Duration::from_secs(10)),
         }
     }
@@ -138,7 +141,7 @@ impl UdpStats {
     }
 
     /// (name, counter) pairs, for reports.
-    pub fn counters(&self) -> [(&'static str, &AtomicU64); 7] {
+    pub fn counters(&self) -> [(&'static str, &AtomicU64); 8] {
         [
             ("udp stray datagrams", &self.stray),
             ("udp unauthenticated datagrams", &self.unauthenticated),
@@ -150,6 +153,7 @@ impl UdpStats {
                 "udp cookies sent (HELLOs without a valid cookie)",
                 &self.cookies,
             ),
+            ("udp sessions moved (NAT rebinding)", &self.roamed),
         ]
     }
 }

@@ -28,7 +28,9 @@ const QUEUE_HIGH: usize = 256;
 pub(crate) struct Shared {
     pub sock: Arc<Async<UdpSocket>>,
     /// The peer; `None` when the socket is connected to it (client).
-    pub to: Option<SocketAddr>,
+    /// A server's link moves when its client's address changes (NAT
+    /// rebinding, spec/protocol.md §13.2), hence the lock.
+    pub to: std::sync::Mutex<Option<SocketAddr>>,
     pub session: u32,
     pub key: Option<Key>,
     /// The next counter for a keyed datagram we send.
@@ -103,7 +105,8 @@ impl Shared {
     }
 
     fn send_now(&self, d: &[u8]) -> io::Result<usize> {
-        match self.to {
+        let to = *self.to.lock().unwrap_or_else(|e| e.into_inner());
+        match to {
             Some(to) => self.sock.get_ref().send_to(d, to),
             None => self.sock.get_ref().send(d),
         }

@@ -180,6 +180,9 @@ impl Receiver {
         if dg.kind == kind::HELLO {
             return self.hello(&dg, from);
         }
+        if !self.peers.contains_key(&from) && self.cfg.psk.is_some() {
+            self.roam(&dg, from);
+        }
         // A link that ended (its CLOSE, or the node dropped it) is no
         // session, even before the next sweep.
         let Some(p) = self
@@ -234,6 +237,41 @@ impl Receiver {
             }
             _ => {}
         }
+    }
+
+    /// NAT rebinding: an authenticated datagram of a live session from a
+    /// new address moves the session there (as WireGuard's roaming), once
+    /// its counter is new to the session's replay window. Only with a key:
+    /// without one, anybody who saw a session id could take it.
+    fn roam(&mut self, dg: &wire::Datagram<'_>, from: SocketAddr) {
+        if dg.session == 0 {
+            return;
+        }
+        let Some(old) = self
+            .peers
+            .iter()
+            .find(|(_, p)| p.sh.session == dg.session && !p.sh.closed.load(Relaxed))
+            .map(|(a, _)| *a)
+        else {
+            return;
+        };
+        // Checked here, and taken again by the caller: the same counter is
+        // then a repeat. Look without recording.
+        let fresh = self
+            .peers
+            .get(&old)
+            .is_some_and(|p| p.replay.would_accept(dg.counter));
+        if !fresh {
+            return;
+        }
+        let p = self.peers.remove(&old).expect("found above");
+        *p.sh.to.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+        self.stats.roamed.fetch_add(1, Relaxed);
+        log::info!(
+            "udp: session {:08x} moved from {old} to {from} (its address changed: NAT rebinding)",
+            dg.session
+        );
+        self.peers.insert(from, p);
     }
 
     fn hello(&mut self, dg: &wire::Datagram<'_>, from: SocketAddr) {
@@ -317,7 +355,7 @@ impl Receiver {
         }
         let sh = Arc::new(Shared {
             sock: self.sock.clone(),
-            to: Some(from),
+            to: std::sync::Mutex::new(Some(from)),
             session,
             key: self.cfg.psk.clone(),
             counter: AtomicU64::new(1),

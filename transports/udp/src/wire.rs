@@ -315,6 +315,18 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Whether `c` would be taken as new, recording nothing.
+    pub fn would_accept(&self, c: u64) -> bool {
+        if c == 0 {
+            return false;
+        }
+        if c > self.top {
+            return true;
+        }
+        let age = self.top - c;
+        age < 64 && self.bits & (1 << age) == 0
+    }
+
     /// Whether `c` is new; records it if so.
     pub fn accept(&mut self, c: u64) -> bool {
         if c == 0 {
@@ -413,8 +425,9 @@ mod tests {
     #[test]
     fn replay_window() {
         let mut r = Replay::default();
+        assert!(r.would_accept(1));
         assert!(r.accept(1));
-        assert!(!r.accept(1));
+        assert!(!r.would_accept(1) && !r.accept(1));
         assert!(r.accept(3));
         assert!(r.accept(2));
         assert!(!r.accept(2));
