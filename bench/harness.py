@@ -3,7 +3,7 @@
 
 Two network namespaces joined by a veth pair (198.18.0.0/15 only, no route
 out, removed afterwards, also on failure or Ctrl-C). For each system, in one
-run: iperf3 TCP with 1 and 4 streams, ping RTT (median and p99 of 200 probes
+run: iperf3 TCP with 1 stream each way and 4 streams, ping RTT (median and p99 of 200 probes
 10 ms apart), 64-byte UDP frames received per second, and the CPU seconds
 the tunnel's processes spent per GB received. Systems: the raw veth, the
 kernel's own L2 tunnel (vxlan, the reference every figure is compared to),
@@ -19,7 +19,8 @@ namespace by bench/impair.py, which drops and delays frames in userspace
 (the kernel here has no sch_netem); offloads are turned off on that path
 (ethtool). --cc sets the congestion control of iperf3's TCP (inside the
 tunnel), --outer-cc that of ws:// and wss://'s own TCP (etherws --tcp-cc),
---quic-cc QUIC's.
+--quic-cc QUIC's (default: the binary's own). The underlay is 1500 bytes
+under a 1500-byte overlay, the path users have (--underlay-mtu).
 
 Standard library only.
 """
@@ -138,7 +139,9 @@ class Harness:
             raise
 
     def underlay(self):
-        mtu = str(self.mtu + 100)
+        # The path users have: a 1500-byte underlay under a 1500-byte
+        # overlay, unless told otherwise (--underlay-mtu).
+        mtu = str(self.args.underlay_mtu)
         if self.m is None:
             sh("ip", "link", "add", "veth0", "netns", self.a.name, "mtu", mtu,
                "type", "veth", "peer", "name", "veth0", "netns", self.b.name, "mtu", mtu)
@@ -221,8 +224,9 @@ class Harness:
                      "--tls-key", os.path.join(self.tmp, "key.pem")]
             cargs = ["--ca", os.path.join(self.tmp, "ca.pem")]
         if scheme == "quic":
-            sargs += ["--quic-cc", self.args.quic_cc]
-            cargs += ["--quic-cc", self.args.quic_cc]
+            if self.args.quic_cc:
+                sargs += ["--quic-cc", self.args.quic_cc]
+                cargs += ["--quic-cc", self.args.quic_cc]
         if scheme in ("ws", "wss") and self.args.outer_cc:
             sargs += ["--tcp-cc", self.args.outer_cc]
             cargs += ["--tcp-cc", self.args.outer_cc]
@@ -310,10 +314,14 @@ class Harness:
     def udp64(self, target):
         return self.retry("iperf3 UDP", lambda: self._udp64(target))
 
-    def _iperf_tcp(self, target, streams):
+    def iperf_tcp_reverse(self, target):
+        return self.retry("iperf3 TCP -R", lambda: self._iperf_tcp(target, 1, reverse=True))
+
+    def _iperf_tcp(self, target, streams, reverse=False):
         cc = ["-C", self.args.cc] if self.args.cc else []
+        rev = ["-R"] if reverse else []
         out = self.b.run("iperf3", "-c", target, "-p", "5201", "-t", str(self.args.seconds),
-                         "-P", str(streams), "-J", *cc, timeout=self.args.seconds + 60, check=False)
+                         "-P", str(streams), "-J", *cc, *rev, timeout=self.args.seconds + 60, check=False)
         j = json.loads(out)
         if "error" in j:
             raise RuntimeError("iperf3 to %s: %s" % (target, j["error"]))
@@ -351,15 +359,19 @@ class Harness:
             if pids and nbytes:
                 cpu = (after - before) / os.sysconf("SC_CLK_TCK") / (nbytes / 1e9)
             gbps4, _ = self.iperf_tcp(target, 4)
+            # The other direction: the server's side sends (iperf3 -R).
+            gbps1_rev, _ = self.iperf_tcp_reverse(target)
             rtt_med, rtt_p99 = self.rtt(target)
             udp = self.udp64(target)
         finally:
             teardown()
-        return {"tcp1_gbps": gbps1, "tcp4_gbps": gbps4, "rtt_median_us": rtt_med,
+        return {"tcp1_gbps": gbps1, "tcp1_rev_gbps": gbps1_rev, "tcp4_gbps": gbps4, "rtt_median_us": rtt_med,
                 "rtt_p99_us": rtt_p99, "udp64_pps": udp, "cpu_s_per_gb": cpu}
 
 
-METRICS = [("tcp1_gbps", "TCP 1 stream", "Gbit/s", "%.3g"), ("tcp4_gbps", "TCP 4 streams", "Gbit/s", "%.3g"),
+METRICS = [("tcp1_gbps", "TCP 1 stream", "Gbit/s", "%.3g"),
+           ("tcp1_rev_gbps", "TCP 1 stream back", "Gbit/s", "%.3g"),
+           ("tcp4_gbps", "TCP 4 streams", "Gbit/s", "%.3g"),
            ("rtt_median_us", "ping RTT median", "us", "%.0f"), ("rtt_p99_us", "ping RTT p99", "us", "%.0f"),
            ("udp64_pps", "64 B UDP received", "frames/s", "%.0f"), ("cpu_s_per_gb", "CPU", "s/GB", "%.2f")]
 
@@ -383,7 +395,10 @@ def main():
     ap.add_argument("--delay", type=float, default=0.0, help="ms of delay added on the underlay, each way")
     ap.add_argument("--cc", default=None, help="iperf3's TCP congestion control (cubic, bbr...; default: the system's)")
     ap.add_argument("--outer-cc", default=None, help="ws/wss links' TCP congestion control (etherws --tcp-cc)")
-    ap.add_argument("--quic-cc", default="cubic", help="QUIC congestion control: cubic, bbr, newreno")
+    ap.add_argument("--quic-cc", default=None,
+                    help="QUIC congestion control: cubic, bbr, newreno (default: what the binary ships)")
+    ap.add_argument("--underlay-mtu", type=int, default=1500,
+                    help="MTU of the veth underlay (default 1500: the internet's)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for the JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -412,10 +427,10 @@ def main():
     ref = figures.get("vxlan")
     outer_cc = args.outer_cc or open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()
     tcp_cc = args.cc or outer_cc
-    print("\nMTU %d, %d s per run, %d round(s), %d cores, %s; loss %g%%, delay %g ms each way; "
-          "inner TCP %s, outer TCP (ws, wss) %s, QUIC %s" % (
-              args.mtu, args.seconds, args.rounds, os.cpu_count(), platform.release(),
-              args.loss, args.delay, tcp_cc, outer_cc, args.quic_cc))
+    print("\nMTU %d over a %d-byte underlay, %d s per run, %d round(s), %d cores, %s; loss %g%%, "
+          "delay %g ms each way; inner TCP %s, outer TCP (ws, wss) %s, QUIC %s" % (
+              args.mtu, args.underlay_mtu, args.seconds, args.rounds, os.cpu_count(), platform.release(),
+              args.loss, args.delay, tcp_cc, outer_cc, args.quic_cc or "the binary's default"))
     head = "%-11s" % "system" + "".join("%30s" % ("%s (%s)" % (label, unit)) for _, label, unit, _ in METRICS)
     print(head)
     for s in systems:
@@ -431,13 +446,15 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
     rev = git_rev()
     result = {"date": now.isoformat(timespec="seconds"), "kernel": platform.release(),
-              "cpus": os.cpu_count(), "git": rev, "mtu": args.mtu, "seconds": args.seconds,
+              "cpus": os.cpu_count(), "git": rev, "mtu": args.mtu, "underlay_mtu": args.underlay_mtu,
+              "seconds": args.seconds,
               "rounds": args.rounds, "loss_percent": args.loss, "delay_ms_each_way": args.delay,
-              "tcp_cc": tcp_cc, "outer_tcp_cc": outer_cc, "quic_cc": args.quic_cc, "figures": figures,
+              "tcp_cc": tcp_cc, "outer_tcp_cc": outer_cc, "quic_cc": args.quic_cc or "default", "figures": figures,
               "ratio_to_vxlan": {s: {m: (figures[s][m] / ref[m] if ref and ref.get(m) and figures[s][m] is not None else None)
                                      for m, *_ in METRICS} for s in systems}}
     impaired = "-loss%g-delay%g-%s-%s" % (args.loss, args.delay, tcp_cc, outer_cc) if (args.loss or args.delay) else ""
-    path = os.path.join(args.out, "%s-%s-mtu%d%s.json" % (now.strftime("%Y%m%dT%H%M%SZ"), rev, args.mtu, impaired))
+    path = os.path.join(args.out, "%s-%s-mtu%d-u%d%s.json" % (
+        now.strftime("%Y%m%dT%H%M%SZ"), rev, args.mtu, args.underlay_mtu, impaired))
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print("\nwritten: %s" % os.path.relpath(path, ROOT))
