@@ -12,9 +12,7 @@ use smol::Timer;
 use url::Url;
 
 use crate::cli::ClientArgs;
-use crate::node::{
-    attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
-};
+use crate::node::{attach_tap, build_node, run_port, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 use crate::transport::Transports;
 
@@ -264,19 +262,11 @@ pub async fn run(
             Either::Right((Either::Left((r, _)), _)) => r,
             Either::Right((Either::Right((r, _)), _)) => r,
         };
-    crate::service::stopping();
-    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        report(&wired);
-    }
+    crate::node::stopping(&wired);
     // Every port closes in order (Close sent, the server's awaited, within
     // the grace period); only then is the link loop (now idle, or waiting
     // to redial) dropped.
-    shutdown(&node).await;
-    if let (true, Some(cmd)) = (true, &args.tap.down) {
-        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
-            log::warn!("{e:#}");
-        }
-    }
+    crate::node::close_ports(&wired, args.tap.down.as_ref()).await;
     drop(links);
     result
 }

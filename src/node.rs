@@ -265,44 +265,10 @@ pub fn hook(cmd: &str, dev: &str, event: &str) -> Result<()> {
     Ok(())
 }
 
-/// How long a detached port may take to send what is queued, its Close,
-/// and to receive the peer's Close; after that its tasks are dropped (a
-/// peer that stopped reading must not hold a task, a socket and a full
-/// queue forever), which closes the connection.
-pub const PORT_GRACE: Duration = Duration::from_secs(2);
-
-/// Runs an attached port to its end: reader and writer run concurrently
-/// (the writer on its own task); once the port is detached, both get
-/// [`PORT_GRACE`] to finish.
+/// Runs an attached port to its end, its writer on a task of `ex`
+/// (`AttachedPort::run`: once detached, both get `PORT_GRACE`).
 pub async fn run_port(ex: &Ex, port: etherws_core::AttachedPort) -> PortEnd {
-    use futures::future::{select, Either};
-    let id = port.id;
-    let writer = ex.spawn(port.writer);
-    let mut reader = port.reader;
-    // Until detached, the reader's end (or the detach) decides.
-    let end = match select(&mut reader, port.detached).await {
-        Either::Left((e, _)) => Some(e),
-        Either::Right(_) => None,
-    };
-    // Dropping `both` (at the deadline) cancels the writer task and drops
-    // the link, which closes the connection.
-    let both = async move {
-        let end = match end {
-            Some(e) => e,
-            None => reader.await,
-        };
-        writer.await;
-        end
-    };
-    match select(Box::pin(both), Timer::after(PORT_GRACE)).await {
-        Either::Left((end, _)) => end,
-        Either::Right(_) => {
-            log::warn!(
-                "port {id}: did not finish its close within {PORT_GRACE:?}; connection dropped"
-            );
-            PortEnd::Detached
-        }
-    }
+    port.run(|writer| ex.spawn(writer)).await
 }
 
 /// How often learning events are summed up in the log.
@@ -371,13 +337,23 @@ pub fn report(w: &Wired) {
     let _ = err.flush();
 }
 
-/// Detaches every port so links close cleanly (WebSocket Close frames),
-/// waiting for every port to finish, at most [`PORT_GRACE`] and a little.
-pub async fn shutdown(node: &Node) {
-    node.detach_all();
-    let deadline = std::time::Instant::now() + PORT_GRACE + Duration::from_millis(500);
-    while node.live_ports() > 0 && std::time::Instant::now() < deadline {
-        Timer::after(Duration::from_millis(10)).await;
+/// The start of the end of a run: systemd is told, and the report is
+/// printed (unless `--quiet`).
+pub fn stopping(w: &Wired) {
+    crate::service::stopping();
+    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        report(w);
+    }
+}
+
+/// The end of a run: every port closes in order (Close sent, the peer's
+/// awaited, within the grace period), then the `--down` hook runs.
+pub async fn close_ports(w: &Wired, down: Option<&String>) {
+    w.node.shutdown().await;
+    if let Some(cmd) = down {
+        if let Err(e) = hook(cmd, &w.name, "down") {
+            log::warn!("{e:#}");
+        }
     }
 }
 

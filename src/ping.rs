@@ -10,21 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::PingArgs;
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use etherws_core::offload::internet_checksum as checksum;
 
 fn echo_request(id: u16, seq: u16) -> [u8; 64] {
     let mut p = [0u8; 64];

@@ -14,9 +14,7 @@ use smol::Timer;
 use url::Url;
 
 use crate::cli::ServerArgs;
-use crate::node::{
-    attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
-};
+use crate::node::{attach_tap, build_node, run_port, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 use crate::transport::Transports;
 
@@ -277,21 +275,13 @@ pub async fn run(
             Ok(())
         }
     };
-    crate::service::stopping();
-    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        report(&wired);
-    }
+    crate::node::stopping(&wired);
     // Stop accepting before closing the ports: clients that reconnect at
     // once must not slip in after the shutdown began.
     for a in accepts {
         a.cancel().await;
     }
-    shutdown(&node).await;
-    if let (true, Some(cmd)) = (!args.no_tap, &args.tap.down) {
-        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
-            log::warn!("{e:#}");
-        }
-    }
+    crate::node::close_ports(&wired, args.tap.down.as_ref().filter(|_| !args.no_tap)).await;
     result
 }
 

@@ -13,9 +13,7 @@ use futures::FutureExt;
 use smol::Unblock;
 
 use crate::cli::StdioArgs;
-use crate::node::{
-    attach_tap, build_node, report, run_port, shutdown, spawn_housekeeping, until_stopped,
-};
+use crate::node::{attach_tap, build_node, run_port, spawn_housekeeping, until_stopped};
 use crate::runtime::{Ex, Signal};
 use crate::transport::link_params;
 
@@ -72,16 +70,8 @@ pub async fn run(ex: Ex, args: StdioArgs, signals: async_channel::Receiver<Signa
             },
             Either::Right((Either::Right((r, _)), _)) => r,
         };
-    crate::service::stopping();
-    if !crate::QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        report(&wired);
-    }
-    shutdown(&node).await;
-    if let (true, Some(cmd)) = (true, &args.tap.down) {
-        if let Err(e) = crate::node::hook(cmd, &wired.name, "down") {
-            log::warn!("{e:#}");
-        }
-    }
+    crate::node::stopping(&wired);
+    crate::node::close_ports(&wired, args.tap.down.as_ref()).await;
     drop(link_task);
     result
 }

@@ -5,7 +5,10 @@
 //! - [`switch`]: sans-IO learning switch (FDB with ageing, VLAN-aware).
 //! - [`transport`]: the transport plugin trait, links and the registry.
 //! - [`filter`]: the filter-chain hook.
-//! - [`node`]: the port runtime that ties links to the switch.
+//! - [`node`]: a switch with ports: attaches links, answers the report.
+//! - `datapath` (private): the per-frame decisions, sans-IO (ingress,
+//!   route, egress).
+//! - `port` (private): the futures that run a port and its queue.
 //! - [`stream`]: frames over any byte stream (pipes, `etherws stdio`).
 //! - [`helpers`]: small helpers for transports (URL parts, timeouts).
 //! - `tap` (feature `tap`, Linux, on by default): TAP devices as links.
@@ -14,6 +17,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod datapath;
 pub mod filter;
 pub mod frame;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -24,6 +28,7 @@ pub mod log;
 pub mod mss;
 pub mod node;
 pub mod offload;
+mod port;
 pub mod stats;
 pub mod stream;
 pub mod switch;
@@ -42,7 +47,8 @@ pub use url;
 
 pub use filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, Verdict};
 pub use frame::{Frame, FrameMeta};
-pub use node::{AttachedPort, Node, NodeConfig, PortEnd};
+pub use node::{Node, NodeConfig};
+pub use port::{AttachedPort, PortEnd, PORT_GRACE};
 pub use stats::{Counts, DropReason, PortCounters, PortStats};
 pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
 pub use transport::{

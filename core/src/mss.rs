@@ -123,7 +123,7 @@ pub fn clamp(frame: &mut [u8], max_v4: u16, partial: bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The Internet checksum of `data` (for checking, independently).
@@ -145,7 +145,7 @@ mod tests {
 
     /// A TCP SYN over IPv4 announcing `mss`, `pad` no-ops before the MSS
     /// option, with a correct checksum.
-    fn syn_v4(mss: u16, pad: usize, flags: u8) -> Vec<u8> {
+    pub(crate) fn syn_v4(mss: u16, pad: usize, flags: u8) -> Vec<u8> {
         let mut opts = vec![1u8; pad];
         opts.extend_from_slice(&[2, 4]);
         opts.extend_from_slice(&mss.to_be_bytes());
@@ -200,7 +200,7 @@ mod tests {
         checksum(&pseudo) == 0
     }
 
-    fn mss_of(f: &[u8]) -> u16 {
+    pub(crate) fn mss_of(f: &[u8]) -> u16 {
         let i = f[34 + 20..].windows(2).position(|w| w == [2, 4]).unwrap() + 34 + 20;
         u16::from_be_bytes([f[i + 2], f[i + 3]])
     }

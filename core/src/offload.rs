@@ -123,6 +123,21 @@ impl VnetHdr {
     }
 }
 
+/// A message that starts with a virtio-net header (a TAP read, a ws or udp
+/// message of an offload link) as the frame after it, the header its
+/// metadata (none when plain). The one decoder of such messages.
+pub fn decode_message(msg: Bytes) -> Result<Frame, OffloadError> {
+    let h = VnetHdr::parse(&msg)?;
+    let data = msg.slice(VNET_HDR_LEN..);
+    Ok(Frame::with_vnet(data, (!h.is_plain()).then_some(h)))
+}
+
+/// The virtio-net header that goes before `frame` on a TAP or link that
+/// carries offload metadata (all zeros for a plain frame). The one encoder.
+pub fn header_for(frame: &Frame) -> [u8; VNET_HDR_LEN] {
+    frame.meta.vnet.unwrap_or_default().to_bytes()
+}
+
 /// Internet checksum (RFC 1071) of `data` added to `sum`, not folded.
 fn sum16(mut sum: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
@@ -135,6 +150,12 @@ fn sum16(mut sum: u32, data: &[u8]) -> u32 {
     sum
 }
 
+/// The Internet checksum (RFC 1071) of `data`: what an IPv4 header or
+/// an ICMP message carries.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    fold(sum16(0, data))
+}
+
 fn fold(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -142,22 +163,16 @@ fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Where the L3 header starts and which ethertype it has (VLAN tags
-/// skipped).
+/// Where the L3 header starts and which ethertype it has: the wire view's
+/// VLAN walk (at most two tags, as the switch sees them).
 fn l3(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
-    let mut off = 12;
-    for _ in 0..=2 {
-        let et = frame
-            .get(off..off + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or(OffloadError::Segment("truncated Ethernet header"))?;
-        if et == ethertype::VLAN || et == ethertype::QINQ {
-            off += 4;
-            continue;
-        }
-        return Ok((off + 2, et));
+    let view = crate::wire::EthernetFrame::new_checked(frame)
+        .map_err(|_| OffloadError::Segment("truncated Ethernet header"))?;
+    let et = view.ethertype();
+    if et == ethertype::VLAN || et == ethertype::QINQ {
+        return Err(OffloadError::Segment("more than two VLAN tags"));
     }
-    Err(OffloadError::Segment("more than two VLAN tags"))
+    Ok((view.header_len(), et))
 }
 
 /// The pseudo-header sum (without the length) for an L4 protocol.

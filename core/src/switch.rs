@@ -663,14 +663,15 @@ impl Switch {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
     const B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
     const C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
 
-    fn frame(dst: MacAddr, src: MacAddr, vlan: Option<u16>) -> Vec<u8> {
+    /// A frame from `src` to `dst`, tagged with `vlan`.
+    pub(crate) fn frame(dst: MacAddr, src: MacAddr, vlan: Option<u16>) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&dst.0);
         v.extend_from_slice(&src.0);

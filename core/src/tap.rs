@@ -433,13 +433,10 @@ impl Stream for TapRx {
                 if !this.vnet {
                     return Poll::Ready(Some(Ok(Frame::new(frame))));
                 }
-                return Poll::Ready(Some(match crate::offload::VnetHdr::parse(&frame) {
-                    Ok(h) => Ok(Frame::with_vnet(
-                        frame.slice(crate::offload::VNET_HDR_LEN..),
-                        (!h.is_plain()).then_some(h),
-                    )),
-                    Err(_) => Err(LinkError::NotAFrame("bad offload header from the TAP")),
-                }));
+                return Poll::Ready(Some(
+                    crate::offload::decode_message(frame)
+                        .map_err(|_| LinkError::NotAFrame("bad offload header from the TAP")),
+                ));
             }
             if n == 0 {
                 return Poll::Ready(None);
@@ -482,7 +479,7 @@ impl TapTx {
         while let Some(frame) = self.queue.front() {
             let written = if self.vnet {
                 // The header and the frame in one writev: no copy.
-                let h = frame.meta.vnet.unwrap_or_default().to_bytes();
+                let h = crate::offload::header_for(frame);
                 let parts = [io::IoSlice::new(&h), io::IoSlice::new(frame.as_ref())];
                 Pin::new(&mut &*self.fd).poll_write_vectored(cx, &parts)
             } else {

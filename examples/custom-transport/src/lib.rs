@@ -10,6 +10,12 @@
 //!
 //! `src/main.rs` registers both in a complete `etherws` program.
 
+// The plugin guide's code, compiled as written: `cargo test --doc` here
+// builds every Rust block of spec/transport.md against this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../spec/transport.md")]
+pub struct TransportGuide;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 

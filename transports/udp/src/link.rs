@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_io::{Async, ReadableOwned, Timer, WritableOwned};
 use etherws_core::bytes::Bytes;
 use etherws_core::futures::{Sink, Stream};
-use etherws_core::offload::{self, VnetHdr, VNET_HDR_LEN};
+use etherws_core::offload::{self, VNET_HDR_LEN};
 use etherws_core::{Frame, Keepalive, LinkError};
 
 use crate::wire::{self, kind, Key, Replay};
@@ -76,17 +76,14 @@ pub(crate) fn frame_from(payload: &[u8], vnet: bool, max_frame: usize) -> Result
         }
         return Ok(Frame::new(Bytes::copy_from_slice(payload)));
     }
-    let h = VnetHdr::parse(payload).map_err(|_| LinkError::NotAFrame("bad offload header"))?;
-    let data = &payload[VNET_HDR_LEN..];
+    let frame = offload::decode_message(Bytes::copy_from_slice(payload))
+        .map_err(|_| LinkError::NotAFrame("bad offload header"))?;
     // A super-frame may exceed max frame (the node checks it against its
     // header); a plain one may not.
-    if data.len() > max_frame && !h.is_gso() {
-        return Err(LinkError::Oversize(data.len()));
+    if frame.len() > max_frame && !frame.meta.vnet.is_some_and(|h| h.is_gso()) {
+        return Err(LinkError::Oversize(frame.len()));
     }
-    Ok(Frame::with_vnet(
-        Bytes::copy_from_slice(data),
-        (!h.is_plain()).then_some(h),
-    ))
+    Ok(frame)
 }
 
 impl Shared {
@@ -175,7 +172,7 @@ impl UdpTx {
         let sh = &self.sh;
         match self.queue.front() {
             Some(Out::Frame(f)) if sh.vnet => {
-                let h = f.meta.vnet.unwrap_or_default().to_bytes();
+                let h = offload::header_for(f);
                 sh.encode_parts(&mut self.buf, kind::FRAME, &[&h, f.bytes()]);
             }
             Some(Out::Frame(f)) => sh.encode(&mut self.buf, kind::FRAME, f.bytes()),

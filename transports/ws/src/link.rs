@@ -29,15 +29,13 @@ use futures::{FutureExt, Sink, Stream};
 use smol::Timer;
 
 use crate::codec::{self, close, op, Decoder, Event, Role};
-use etherws_core::offload::{VnetHdr, VNET_HDR_LEN};
+use etherws_core::offload;
 
 /// A message of the offload subprotocol: the virtio-net header, then the
 /// frame. A message too short for it, or with a header we cannot honour, is
 /// dropped and counted (not a frame), the link stays up.
 fn vnet_frame(b: bytes::Bytes) -> Result<Frame, LinkError> {
-    let h = VnetHdr::parse(&b).map_err(|_| LinkError::NotAFrame("bad offload header"))?;
-    let data = b.slice(VNET_HDR_LEN..);
-    Ok(Frame::with_vnet(data, (!h.is_plain()).then_some(h)))
+    offload::decode_message(b).map_err(|_| LinkError::NotAFrame("bad offload header"))
 }
 
 /// Bytes read from the socket at a time. The decoder streams payloads, so
@@ -235,7 +233,7 @@ where
             start: 0,
             end,
             dec: if p.vnet {
-                let max = etherws_core::offload::MAX_SUPER + VNET_HDR_LEN;
+                let max = offload::MAX_SUPER + offload::VNET_HDR_LEN;
                 Decoder::new(p.role, max, p.hard_limit.max(max))
             } else {
                 Decoder::new(p.role, p.max_frame, p.hard_limit)
@@ -557,7 +555,7 @@ impl<W: AsyncWrite + Unpin> Sink<Frame> for WsTx<W> {
         }
         let mask = this.mask();
         if this.vnet {
-            let h = frame.meta.vnet.unwrap_or_default().to_bytes();
+            let h = offload::header_for(&frame);
             codec::encode_parts(&mut this.wbuf, op::BINARY, &[&h, frame.as_ref()], mask);
         } else {
             codec::encode(&mut this.wbuf, op::BINARY, frame.as_ref(), mask);
