@@ -41,7 +41,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BIN = os.path.join(ROOT, "target", "release", "etherws")
+# ETHERWS_BIN: another build to measure (e.g. the commit before a change,
+# for a before/after pair of runs).
+BIN = os.environ.get("ETHERWS_BIN") or os.path.join(ROOT, "target", "release", "etherws")
 
 # The library's pass filter (declares CAP_SUPER_FRAMES, like every filter
 # that only reads headers).

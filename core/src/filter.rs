@@ -4,7 +4,9 @@
 //! [`FilterChain`]; the node only knows this trait.
 
 use crate::frame::Frame;
+// `PortKind` lives beside `PortId`; named here too, as filters see it.
 use crate::switch::PortId;
+pub use crate::switch::PortKind;
 
 /// Which way a frame is crossing the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,25 +16,6 @@ pub enum Direction {
     Ingress,
     /// Leaving the node through a port, after switching.
     Egress,
-}
-
-/// What kind of port a frame came from or goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PortKind {
-    /// A local TAP device.
-    Tap,
-    /// A transport link to another node.
-    Link,
-}
-
-impl PortKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortKind::Tap => "tap",
-            PortKind::Link => "link",
-        }
-    }
 }
 
 /// What a filter is told about the frame besides its bytes.

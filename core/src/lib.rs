@@ -45,12 +45,12 @@ pub use bytes;
 pub use futures;
 pub use url;
 
-pub use filter::{Direction, FilterChain, FilterContext, NoFilter, PortKind, Verdict};
+pub use filter::{Direction, FilterChain, FilterContext, NoFilter, Verdict};
 pub use frame::{Frame, FrameMeta};
 pub use node::{Node, NodeConfig};
 pub use port::{AttachedPort, PortEnd, PORT_GRACE};
 pub use stats::{Counts, DropReason, PortCounters, PortStats};
-pub use switch::{PortConfig, PortId, Switch, SwitchConfig, VlanSet};
+pub use switch::{PortConfig, PortId, PortKind, Switch, SwitchConfig, VlanSet};
 pub use transport::{
     Authenticates, CloseHook, CloseReason, FrameSink, FrameStream, Keepalive, Link, LinkError,
     LinkParams, LinkProbe, Listener, PeerInfo, PendingLink, Registry, Transport, TransportError,

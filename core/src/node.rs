@@ -10,12 +10,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::datapath::{route, Fabric};
-use crate::filter::{FilterChain, NoFilter, PortKind};
+use crate::filter::{FilterChain, NoFilter};
 use crate::log::LogLimiter;
 use crate::port::queue::{Output, QueueBound};
 use crate::port::{AttachedPort, LiveGuard, Wiring};
 use crate::stats::{PortCounters, PortStats};
-use crate::switch::{FdbRow, PortConfig, PortId, Switch, SwitchConfig};
+use crate::switch::{FdbRow, PortConfig, PortId, PortKind, Switch, SwitchConfig};
 use crate::transport::{Link, LinkProbe, PeerInfo};
 use crate::wire;
 

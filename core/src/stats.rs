@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::log::LogLimiter;
 
-use crate::filter::PortKind;
 use crate::switch::PortId;
+use crate::switch::PortKind;
 
 /// Why a node dropped a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -29,11 +29,10 @@ use futures::future::{self, BoxFuture, Either};
 use futures::FutureExt;
 
 use crate::datapath::Takes;
-use crate::filter::PortKind;
 use crate::frame::Frame;
 use crate::node::Node;
 use crate::stats::PortCounters;
-use crate::switch::PortId;
+use crate::switch::{PortId, PortKind};
 use crate::transport::{CloseReason, Link, LinkError};
 use queue::QueueBound;
 

@@ -14,11 +14,11 @@ use futures::StreamExt;
 use super::queue::Output;
 use super::PortEnd;
 use crate::datapath::{route, Ingress, Patience, Placement, Ready, Refusal, Route, StormBucket};
-use crate::filter::{Direction, FilterContext, PortKind};
+use crate::filter::{Direction, FilterContext};
 use crate::frame::Frame;
 use crate::node::Node;
 use crate::stats::{DropReason, PortCounters};
-use crate::switch::PortId;
+use crate::switch::{PortId, PortKind};
 use crate::transport::{FrameStream, LinkError};
 
 /// Frames a reader handles before it yields to other tasks.

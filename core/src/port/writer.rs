@@ -12,12 +12,12 @@ use futures::Stream;
 
 use super::queue::QueueBound;
 use crate::datapath::{Egress, Takes};
-use crate::filter::{Direction, FilterContext, PortKind};
+use crate::filter::{Direction, FilterContext};
 use crate::frame::Frame;
 use crate::log::suppressed_note;
 use crate::node::Node;
 use crate::stats::PortCounters;
-use crate::switch::PortId;
+use crate::switch::{PortId, PortKind};
 use crate::transport::{FrameSink, LinkError};
 
 /// What a writer needs of its port.
