@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::future::{self, Either};
 use url::Url;
 
-use crate::transport::TransportError;
+use futures::future::BoxFuture;
+
+use crate::transport::{Listener, TransportError};
 
 /// `TransportError::BadUrl` for `url`.
 pub fn bad_url(url: &Url, reason: impl Into<String>) -> TransportError {
@@ -79,6 +81,15 @@ pub async fn timeout<T>(
         Either::Left((r, _)) => r,
         Either::Right(_) => Err(TransportError::Timeout(what.into())),
     }
+}
+
+/// A listener bound in `Transport::listen` itself (spec/transport.md: bind
+/// in the call), as the future the trait returns: a bind error is its
+/// error, and it is ready at once.
+pub fn bound<L: Listener + 'static>(
+    r: Result<L, TransportError>,
+) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
+    Box::pin(future::ready(r.map(|l| Box::new(l) as Box<dyn Listener>)))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Sink, Stream};
 
 use crate::frame::Frame;
 use crate::helpers::{io_error, timeout};
+use crate::keepalive::{KeepaliveMachine, Probing};
 use crate::transport::{Keepalive, Link, LinkError, LinkParams, PeerInfo, TransportError};
 
 /// What each side writes first: protocol name and version.
@@ -80,20 +81,26 @@ where
         scratch: vec![0; 64 * 1024],
         max_frame: params.max_frame,
         done: false,
-        keepalive: params.keepalive,
+        // The reader only asks when the link is dead; the writer only
+        // when a heartbeat is due (each end sends its own, unanswered).
+        keepalive: params.keepalive.map(machine),
         timer: None,
-        last_rx: Instant::now(),
     };
     let tx = StreamTx {
         write,
         out: Vec::new(),
         written: 0,
-        keepalive: params.keepalive,
-        last_tx: Instant::now(),
+        keepalive: params.keepalive.map(machine),
         timer: None,
         failed: false,
     };
     Link::new(Box::pin(rx), Box::pin(tx), peer)
+}
+
+/// The stream framing's keepalive: an empty record after every interval
+/// without sending ([`Probing::Tx`]).
+fn machine(k: Keepalive) -> KeepaliveMachine {
+    KeepaliveMachine::new(k, Instant::now()).with_probing(Probing::Tx)
 }
 
 struct StreamRx<R> {
@@ -103,9 +110,8 @@ struct StreamRx<R> {
     max_frame: usize,
     /// The stream ended (in order or after a fatal error).
     done: bool,
-    keepalive: Option<Keepalive>,
+    keepalive: Option<KeepaliveMachine>,
     timer: Option<async_io::Timer>,
-    last_rx: Instant,
 }
 
 impl<R> StreamRx<R> {
@@ -165,7 +171,9 @@ impl<R: AsyncRead + Unpin> Stream for StreamRx<R> {
                 }
                 Poll::Ready(Ok(n)) => {
                     this.buf.extend_from_slice(&this.scratch[..n]);
-                    this.last_rx = Instant::now();
+                    if let Some(m) = &mut this.keepalive {
+                        m.on_rx(Instant::now());
+                    }
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
@@ -173,7 +181,7 @@ impl<R: AsyncRead + Unpin> Stream for StreamRx<R> {
                     return Poll::Ready(Some(Err(LinkError::Io(e))));
                 }
                 Poll::Pending => {
-                    let Some(k) = this.keepalive else {
+                    let Some(m) = &this.keepalive else {
                         return Poll::Pending;
                     };
                     // The deadline only moves later: an armed timer that
@@ -184,12 +192,12 @@ impl<R: AsyncRead + Unpin> Stream for StreamRx<R> {
                             return Poll::Pending;
                         }
                     }
-                    let deadline = this.last_rx + k.dead_after();
+                    let deadline = m.dead_at();
                     if Instant::now() >= deadline {
                         this.done = true;
                         return Poll::Ready(Some(Err(LinkError::Io(io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("nothing received for {:?}", k.dead_after()),
+                            format!("nothing received for {:?}", m.config().dead_after()),
                         )))));
                     }
                     match &mut this.timer {
@@ -212,8 +220,7 @@ struct StreamTx<W> {
     /// Records not yet written; `written` bytes of it are.
     out: Vec<u8>,
     written: usize,
-    keepalive: Option<Keepalive>,
-    last_tx: Instant,
+    keepalive: Option<KeepaliveMachine>,
     timer: Option<async_io::Timer>,
     failed: bool,
 }
@@ -232,7 +239,9 @@ impl<W: AsyncWrite + Unpin> StreamTx<W> {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
-                    self.last_tx = Instant::now();
+                    if let Some(m) = &mut self.keepalive {
+                        m.on_tx(Instant::now());
+                    }
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Poll::Ready(Err(e)) => {
@@ -250,7 +259,7 @@ impl<W: AsyncWrite + Unpin> StreamTx<W> {
     /// Queues a keepalive record when nothing was sent for the interval,
     /// and arms a timer for the next one.
     fn keepalive(&mut self, cx: &mut Context<'_>) {
-        let Some(k) = self.keepalive else { return };
+        let Some(m) = &mut self.keepalive else { return };
         loop {
             // As in the reader: only a timer that fired is re-armed.
             if let Some(t) = &mut self.timer {
@@ -258,14 +267,14 @@ impl<W: AsyncWrite + Unpin> StreamTx<W> {
                     return;
                 }
             }
-            let due = self.last_tx + k.interval;
-            if Instant::now() >= due {
+            if m.probe_due(Instant::now()) {
+                // Anything already buffered goes out anyway and does as well.
                 if self.out.is_empty() {
                     self.out.extend_from_slice(&0u32.to_be_bytes());
                 }
-                self.last_tx = Instant::now();
                 continue;
             }
+            let due = m.next_probe();
             match &mut self.timer {
                 Some(t) => {
                     t.set_at(due);

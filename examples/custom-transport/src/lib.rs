@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::{AsyncRead, AsyncWrite, FutureExt};
-use etherws_core::helpers::{bad_url, io_error, timeout};
+use etherws_core::helpers::{bad_url, bound, io_error, timeout};
 use etherws_core::url::Url;
 use etherws_core::{
     stream, Link, LinkParams, Listener, PeerInfo, PendingLink, Transport, TransportError,
@@ -252,14 +252,14 @@ impl Transport for Unix {
             let l = smol::net::unix::UnixListener::bind(&path)
                 .map_err(io_error(format!("binding unix:{path}")))?;
             lock(&self.state.listening).push(path.clone());
-            Ok(Box::new(UnixListener {
+            Ok(UnixListener {
                 l,
                 path,
                 params: params.clone(),
                 state: self.state.clone(),
-            }) as Box<dyn Listener>)
+            })
         });
-        async move { r }.boxed()
+        bound(r)
     }
 
     fn reload(&self) -> Vec<Result<String, String>> {

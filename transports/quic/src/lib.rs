@@ -23,7 +23,7 @@ use std::time::Duration;
 use etherws_auth::{Denied, Gate};
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::FutureExt;
-use etherws_core::helpers::{bad_url, host_port, io_error, timeout};
+use etherws_core::helpers::{bad_url, bound, host_port, io_error, timeout};
 use etherws_core::url::Url;
 use etherws_core::{Link, LinkParams, Listener, PendingLink, TransportError};
 use etherws_tls::{self as tls, ClientTlsFiles, ServerTlsFiles};
@@ -301,8 +301,7 @@ impl etherws_core::Transport for Quic {
         url: &Url,
         params: &LinkParams,
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
-        let r = listen(&self.cfg, self.stats.clone(), url, params);
-        async move { r }.boxed()
+        bound(listen(&self.cfg, self.stats.clone(), url, params))
     }
 
     fn authenticates(&self) -> etherws_core::Authenticates {
@@ -323,7 +322,7 @@ fn listen(
     stats: Arc<QuicStats>,
     url: &Url,
     params: &LinkParams,
-) -> Result<Box<dyn Listener>, TransportError> {
+) -> Result<QuicListener, TransportError> {
     let files = cfg.server.as_ref().ok_or_else(|| {
         bad_url(
             url,
@@ -344,13 +343,13 @@ fn listen(
         Arc::new(quinn::SmolRuntime),
     )
     .map_err(io_error("starting a QUIC endpoint"))?;
-    Ok(Box::new(QuicListener {
+    Ok(QuicListener {
         endpoint,
         params: params.clone(),
         stats,
         max_peers: cfg.max_peers,
         gate: cfg.gate.clone(),
-    }))
+    })
 }
 
 struct QuicListener {

@@ -141,9 +141,8 @@ async fn hello(
             if options & wire::OPT_VNET != 0 && !vnet {
                 log::info!("udp: {addr} does not take offload; frames are cut to the MTU here");
             }
-            let dead = params.keepalive.map(|k| k.dead_after());
             let probe: Arc<dyn etherws_core::LinkProbe> = sh.clone();
-            let rx = ClientRx::new(sh.clone(), replay, dead);
+            let rx = ClientRx::new(sh.clone(), replay, params.keepalive);
             let tx = UdpTx::new(sh, params.keepalive);
             let mut link = Link::new(
                 Box::pin(rx),

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use etherws_core::futures::future::BoxFuture;
 use etherws_core::futures::FutureExt;
+use etherws_core::helpers::bound;
 use etherws_core::log::{suppressed_note, LogLimiter};
 use etherws_core::url::Url;
 use etherws_core::{Link, LinkParams, Listener, Transport, TransportError};
@@ -202,8 +203,12 @@ impl Transport for Udp {
         url: &Url,
         params: &LinkParams,
     ) -> BoxFuture<'static, Result<Box<dyn Listener>, TransportError>> {
-        let r = server::listen(self.cfg.clone(), self.stats.clone(), url, params.clone());
-        async move { r.map(|l| Box::new(l) as Box<dyn Listener>) }.boxed()
+        bound(server::listen(
+            self.cfg.clone(),
+            self.stats.clone(),
+            url,
+            params.clone(),
+        ))
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
@@ -230,6 +235,11 @@ static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 /// between a link's halves and the server's receive thread).
 pub(crate) fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The instant a [`now_ms`] reading stands for.
+pub(crate) fn at_ms(ms: u64) -> Instant {
+    *START.get_or_init(Instant::now) + Duration::from_millis(ms.saturating_sub(1))
 }
 
 /// Microseconds on the same clock.

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use async_io::{Async, ReadableOwned, Timer, WritableOwned};
 use etherws_core::bytes::Bytes;
 use etherws_core::futures::{Sink, Stream};
+use etherws_core::keepalive::{KeepaliveMachine, Probing};
 use etherws_core::offload::{self, VNET_HDR_LEN};
 use etherws_core::{Frame, Keepalive, LinkError};
 
 use crate::wire::{self, kind, Key, Replay};
-use crate::{now_ms, UdpStats};
+use crate::{at_ms, now_ms, UdpStats};
 
 /// The sink pends while this many datagrams wait for the socket.
 const QUEUE_HIGH: usize = 256;
@@ -147,9 +148,9 @@ pub(crate) struct UdpTx {
     buf: Vec<u8>,
     built: bool,
     writable: Option<Pin<Box<WritableOwned<UdpSocket>>>>,
-    /// Client side: PING when nothing was sent or heard for the interval.
-    keepalive: Option<Keepalive>,
-    last_ping: u64,
+    /// PING when nothing was sent or heard for the interval
+    /// ([`Probing::Either`]: outbound traffic keeps a NAT's mapping).
+    keepalive: Option<KeepaliveMachine>,
     timer: Option<Timer>,
 }
 
@@ -161,8 +162,8 @@ impl UdpTx {
             buf: Vec::new(),
             built: false,
             writable: None,
-            keepalive,
-            last_ping: 0,
+            keepalive: keepalive
+                .map(|k| KeepaliveMachine::new(k, Instant::now()).with_probing(Probing::Either)),
             timer: None,
         }
     }
@@ -233,8 +234,7 @@ impl UdpTx {
     /// Queues a PING when the link was quiet for the interval, and arms
     /// the timer for the next look.
     fn keepalive(&mut self, cx: &mut Context<'_>) {
-        let Some(k) = self.keepalive else { return };
-        let interval = k.interval.as_millis() as u64;
+        let Some(m) = &mut self.keepalive else { return };
         loop {
             // The timer is re-armed only when it fired (arming costs a
             // reactor round trip).
@@ -243,17 +243,17 @@ impl UdpTx {
                     return;
                 }
             }
-            let now = now_ms();
-            let due_tx = self.sh.last_tx.load(Relaxed) + interval;
-            let due_rx = self.sh.last_rx.load(Relaxed).max(self.last_ping) + interval;
-            let due = due_tx.min(due_rx);
-            if now >= due {
+            // The halves (and the server's receive thread) share their
+            // times as atomics on the crate's clock.
+            m.on_rx(at_ms(self.sh.last_rx.load(Relaxed)));
+            m.on_tx(at_ms(self.sh.last_tx.load(Relaxed)));
+            let now = Instant::now();
+            if m.probe_due(now) {
                 self.queue.push_back(Out::Ping);
-                self.last_ping = now;
-                self.sh.last_tx.store(now, Relaxed);
+                self.sh.last_tx.store(now_ms(), Relaxed);
                 continue;
             }
-            let at = Instant::now() + Duration::from_millis(due - now);
+            let at = m.next_probe();
             match &mut self.timer {
                 Some(t) => {
                     t.set_at(at);
@@ -332,18 +332,27 @@ impl Sink<Frame> for UdpTx {
     }
 }
 
-/// Fails the link when nothing was heard for `dead_after` (shared by the
-/// two receiving halves).
+/// Fails the link when nothing was heard for the keepalive's dead-line
+/// (shared by the two receiving halves).
 struct Liveness {
-    dead_after: Option<Duration>,
+    machine: Option<KeepaliveMachine>,
     timer: Option<Timer>,
+}
+
+impl Liveness {
+    fn new(keepalive: Option<Keepalive>) -> Self {
+        Liveness {
+            machine: keepalive.map(|k| KeepaliveMachine::new(k, Instant::now())),
+            timer: None,
+        }
+    }
 }
 
 impl Liveness {
     /// `Ready(err)` when the peer has been silent too long; otherwise
     /// arms the timer and returns `Pending`.
     fn poll(&mut self, sh: &Shared, cx: &mut Context<'_>) -> Poll<LinkError> {
-        let Some(dead) = self.dead_after else {
+        let Some(m) = &mut self.machine else {
             return Poll::Pending;
         };
         loop {
@@ -354,15 +363,15 @@ impl Liveness {
                     return Poll::Pending;
                 }
             }
-            let deadline = sh.last_rx.load(Relaxed) + dead.as_millis() as u64;
-            let now = now_ms();
-            if now >= deadline {
+            m.on_rx(at_ms(sh.last_rx.load(Relaxed)));
+            let at = m.dead_at();
+            if Instant::now() >= at {
+                let dead = m.config().dead_after();
                 return Poll::Ready(LinkError::Io(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("nothing heard from the peer for {dead:?}"),
                 )));
             }
-            let at = Instant::now() + Duration::from_millis(deadline - now);
             match &mut self.timer {
                 Some(t) => {
                     t.set_at(at);
@@ -384,16 +393,13 @@ pub(crate) struct ClientRx {
 }
 
 impl ClientRx {
-    pub fn new(sh: Arc<Shared>, replay: Replay, dead_after: Option<Duration>) -> Self {
+    pub fn new(sh: Arc<Shared>, replay: Replay, keepalive: Option<Keepalive>) -> Self {
         ClientRx {
             sh,
             buf: vec![0; 65536],
             replay,
             readable: None,
-            live: Liveness {
-                dead_after,
-                timer: None,
-            },
+            live: Liveness::new(keepalive),
             done: false,
         }
     }
@@ -502,15 +508,12 @@ impl ServerRx {
     pub fn new(
         sh: Arc<Shared>,
         rx: async_channel::Receiver<Result<Frame, LinkError>>,
-        dead_after: Option<Duration>,
+        keepalive: Option<Keepalive>,
     ) -> Self {
         ServerRx {
             sh,
             rx: Box::pin(rx),
-            live: Liveness {
-                dead_after,
-                timer: None,
-            },
+            live: Liveness::new(keepalive),
             done: false,
         }
     }

@@ -18,6 +18,7 @@ use etherws_core::futures::future::{self, BoxFuture};
 use etherws_core::futures::FutureExt;
 use etherws_core::helpers::{io_error, listen_addr};
 use etherws_core::url::Url;
+use etherws_core::Keepalive;
 use etherws_core::{
     Frame, Link, LinkError, LinkParams, Listener, PeerInfo, PendingLink, TransportError,
 };
@@ -377,12 +378,12 @@ impl Receiver {
         // 1024 frames, per client, idle or not: heaptrack's top consumer
         // when HELLOs made ports); this one grows with what is queued.
         let (ftx, frx) = async_channel::unbounded();
-        let dead = Some(
-            self.params
-                .keepalive
-                .map(|k| k.dead_after())
-                .unwrap_or(IDLE_WITHOUT_KEEPALIVE),
-        );
+        // Without keepalive a session still ends after an idle time: the
+        // dead-line of a keepalive that never probes from here.
+        let dead = Some(self.params.keepalive.unwrap_or(Keepalive {
+            interval: IDLE_WITHOUT_KEEPALIVE,
+            timeout: Duration::ZERO,
+        }));
         let mut link = Link::new(
             Box::pin(ServerRx::new(sh.clone(), frx, dead)),
             // The server pings too (a quiet link is probed from both ends,
