@@ -492,3 +492,42 @@ fn write_file(d: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
+
+/// udp:// keepalive (core's machine on both ends): PING/PONG keep an idle
+/// link past twice its dead-line, and a
+/// peer that freezes is noticed by the dead-line.
+#[test]
+fn udp_keepalive_holds_an_idle_link_and_notices_a_frozen_peer() {
+    if !root_or_skip("udp_keepalive") {
+        return;
+    }
+    let ka = ["--ping-interval", "1", "--ping-timeout", "2"];
+    let h = udp_two_hosts("udpka", &ka);
+    let client = client_with(&h.cli, "client", &[UDP_URL], &ka, 2);
+    assert!(
+        h.cli.ping_until(SRV_TAP, UP),
+        "{}\n{}",
+        client.log(),
+        h.server.log()
+    );
+    // 8 s without a frame: over twice the dead-line of 3 s. Nothing may
+    // end the link meanwhile (a wait that sees the line fails the test).
+    let ended = h
+        .server
+        .wait_log(Duration::from_secs(8), |l| l.contains("nothing heard"));
+    assert!(!ended, "the idle link died:\n{}", h.server.log());
+    assert!(!client.log().contains("nothing heard"), "{}", client.log());
+    assert_eq!(
+        client.log().matches("connected to").count(),
+        1,
+        "{}",
+        client.log()
+    );
+    // Freeze the client: the server ends its port at the dead-line.
+    client.signal(libc::SIGSTOP);
+    let noticed = h.server.wait_log(UP, |l| {
+        l.contains("nothing heard from the peer for 3s") && l.contains("udp://198.18.0.2:")
+    });
+    client.signal(libc::SIGCONT);
+    assert!(noticed, "{}", h.server.log());
+}
