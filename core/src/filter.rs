@@ -46,7 +46,7 @@ pub trait FilterChain: Send + Sync {
     /// ones, and all of them when this is 0 (the default), are finished in
     /// software first, so the chain sees complete wire frames only
     /// (spec/filter-abi.md section 3.1).
-    fn super_frames(&self) -> usize {
+    fn max_super_frame(&self) -> usize {
         0
     }
     fn filter(&self, ctx: &FilterContext, frame: &mut Frame) -> Verdict;

@@ -112,12 +112,12 @@ impl VnetHdr {
         self.gso_type & !gso::ECN != gso::NONE
     }
 
-    /// Whether the frame needs nothing done to be sent as it is.
     /// A UDP super-frame (USO), which not every kernel takes.
     pub fn is_udp_gso(&self) -> bool {
         self.is_gso() && self.gso_type & !gso::ECN == gso::UDP_L4
     }
 
+    /// Whether the frame needs nothing done to be sent as it is.
     pub fn is_plain(&self) -> bool {
         !self.is_gso() && self.flags & F_NEEDS_CSUM == 0
     }

@@ -45,7 +45,7 @@ impl Egress<'_> {
         let chain = self.chain;
         let fits = self.takes.offload
             && (self.takes.udp || !vnet.is_udp_gso())
-            && (chain.is_empty() || frame.len() <= chain.super_frames());
+            && (chain.is_empty() || frame.len() <= chain.max_super_frame());
         if fits {
             return out(self.screen(ctx, frame));
         }

@@ -107,7 +107,7 @@ impl Ingress<'_> {
         // switch see it: its offsets could point anywhere past the
         // Ethernet header, and no byte may change after they looked.
         let chain = self.chain;
-        if !vnet.is_gso() || (!chain.is_empty() && frame.len() > chain.super_frames()) {
+        if !vnet.is_gso() || (!chain.is_empty() && frame.len() > chain.max_super_frame()) {
             // `finish` fails before it hands out any segment.
             if let Err(e) = offload::finish(frame, &vnet, |f| out(self.screen(ctx, f))) {
                 out(Err(Refusal::BadOffload(e)));
@@ -198,7 +198,7 @@ mod tests {
         fn is_empty(&self) -> bool {
             false
         }
-        fn super_frames(&self) -> usize {
+        fn max_super_frame(&self) -> usize {
             self.2
         }
         fn filter(&self, _: &FilterContext, f: &mut Frame) -> Verdict {

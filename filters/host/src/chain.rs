@@ -105,12 +105,12 @@ impl FilterChain for Chain {
         self.filters.load().is_empty()
     }
 
-    fn super_frames(&self) -> usize {
+    fn max_super_frame(&self) -> usize {
         self.filters
             .load()
             .iter()
             .filter(|f| !f.is_unloaded())
-            .map(|f| f.super_frames())
+            .map(|f| f.max_super_frame())
             .min()
             .unwrap_or(usize::MAX)
     }
@@ -122,13 +122,13 @@ impl FilterChain for Chain {
             c.set(n);
             (u64::from(n) % TIME_SAMPLE == 0).then(Instant::now)
         });
-        // The node asked `super_frames` of the chain before a reload may
+        // The node asked `max_super_frame` of the chain before a reload may
         // have swapped it: a frame with offload metadata meets only
         // filters of this snapshot that declared they take it.
         if frame.meta.vnet.is_some()
             && filters
                 .iter()
-                .any(|f| !f.is_unloaded() && f.super_frames() < frame.len())
+                .any(|f| !f.is_unloaded() && f.max_super_frame() < frame.len())
         {
             return Verdict::Drop;
         }

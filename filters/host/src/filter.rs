@@ -553,7 +553,7 @@ impl Filter {
     /// Largest frame with offload metadata (spec/protocol.md §3.1) this
     /// filter takes whole; 0 when it did not declare `CAP_SUPER_FRAMES` and
     /// such frames must be finished in software before it sees them.
-    pub fn super_frames(&self) -> usize {
+    pub fn max_super_frame(&self) -> usize {
         self.super_frames.load(Relaxed)
     }
 

@@ -413,11 +413,11 @@ fn offloaded() -> Frame {
 #[test]
 fn super_frames_only_for_filters_that_declare_them() {
     let plain = load("nocap", &module("i32.const 0"), "").unwrap();
-    assert_eq!(plain.super_frames(), 0, "no export: finish first");
+    assert_eq!(plain.max_super_frame(), 0, "no export: finish first");
     let cap = load("cap", &with_caps("i32.const 1", "i32.const 0"), "").unwrap();
-    assert_eq!(cap.super_frames(), 2048, "whole, up to the buffer");
+    assert_eq!(cap.max_super_frame(), 2048, "whole, up to the buffer");
     let unknown = load("capx", &with_caps("i32.const 0x10", "i32.const 0"), "").unwrap();
-    assert_eq!(unknown.super_frames(), 0, "unknown bits are ignored");
+    assert_eq!(unknown.max_super_frame(), 0, "unknown bits are ignored");
     // One filter without the capability makes the chain finish frames.
     let host = Host::new().unwrap();
     let specs = [
@@ -428,7 +428,7 @@ fn super_frames_only_for_filters_that_declare_them() {
     .map(|(n, w)| FilterSpec::parse(&write(n, w).display().to_string()).unwrap())
     .collect();
     let mixed = Chain::load(&host, specs, MAX_FRAME, "ingress").unwrap();
-    assert_eq!(mixed.super_frames(), 0);
+    assert_eq!(mixed.max_super_frame(), 0);
     let e = err(load(
         "capty",
         &module_with(

@@ -103,7 +103,7 @@ fn a_replicable_filter_gets_an_instance_per_thread_and_a_plain_one_keeps_one() {
     assert_eq!(f(&plain).instances(), 1, "without the bit: one instance");
     assert_eq!(f(&replicable).instances(), 2, "one per thread");
     assert_eq!(f(&super_and_replicable).instances(), 2, "bits combine");
-    assert_eq!(super_and_replicable.super_frames(), 2048);
+    assert_eq!(super_and_replicable.max_super_frame(), 2048);
     assert!(
         replicable
             .report()

@@ -163,6 +163,6 @@ fn library_filters_declare_super_frames_where_they_may() {
         let wasm = root().join(format!("filters/library/wasm/{name}.wasm"));
         let spec = FilterSpec::parse(&format!("{}{cfg}", wasm.display())).unwrap();
         let chain = Chain::load(&host, vec![spec], 1522, "ingress").unwrap();
-        assert_eq!(chain.super_frames() > 0, whole, "{name}");
+        assert_eq!(chain.max_super_frame() > 0, whole, "{name}");
     }
 }

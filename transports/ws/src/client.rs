@@ -11,7 +11,7 @@ use url::Url;
 use crate::handshake::{self, ClientRequest, ResponseError, MAX_HEAD};
 use crate::link::{self, LinkParams};
 use crate::proxy::{self, Proxy};
-use crate::stream::{tune, IntoHalves};
+use crate::socket::{tune, IntoHalves};
 use crate::tls::{self, ClientTlsFiles, TlsClient};
 use crate::{host_port, io_err, read_head, timeout, HeadError, ProxyChoice, Role, WsConfig};
 

@@ -25,7 +25,7 @@ pub mod handshake;
 mod link;
 pub mod proxy;
 mod server;
-mod stream;
+mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;

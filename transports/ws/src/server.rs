@@ -16,7 +16,7 @@ use url::Url;
 use crate::auth::{basic_credentials, Denied};
 use crate::handshake::{self, Refusal, UpgradeRequest, MAX_HEAD};
 use crate::link::{self, LinkParams};
-use crate::stream::{tune, IntoHalves};
+use crate::socket::{tune, IntoHalves};
 use crate::{host_port, io_err, read_head, refuse, tls, HeadError, Role, WsConfig};
 
 /// Binds `url` (`ws://` or `wss://`, the latter needing a server TLS
